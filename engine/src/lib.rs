@@ -1,0 +1,23 @@
+//! The engine: tensors, reverse-mode autograd, and the backends that run the ops.
+//!
+//! Every op lives in `ops/<family>/`: `mod.rs` holds the public API (methods on [`Tensor`]),
+//! the shape checks and the backward rule; `cpu.rs` holds the reference kernels (f32 and f64);
+//! the CUDA backend adds a `cuda.rs` beside them.
+
+pub mod autograd;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod shape;
+pub mod storage;
+pub mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
+pub use device::Device;
+pub use dtype::{DType, Float};
+pub use error::{Error, Result};
+pub use shape::Shape;
+pub use storage::{CpuStorage, Element, Storage};
+pub use tensor::Tensor;
