@@ -94,7 +94,7 @@ fn l2_normalized_rows_have_unit_norm() {
     let x = rand64(&[7, 33], 4);
     let y = x.l2_normalize(1, 1e-12).unwrap();
     let norms = values(&y.square().unwrap().sum(&[1], false).unwrap());
-    assert_close(&norms, &vec![1.0; 7], 1e-14);
+    assert_close(&norms, &[1.0; 7], 1e-14);
     // The same in f32.
     let y32 = x
         .to_dtype(DType::F32)
@@ -118,7 +118,7 @@ fn l2_normalize_gradients() {
         gradcheck(
             "l2_normalize",
             |t| t[0].l2_normalize(*axis, 1e-12),
-            &[x.clone()],
+            std::slice::from_ref(&x),
         );
     }
     // Below eps the function is x / eps: the gradient is exactly 1 / eps.

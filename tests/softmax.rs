@@ -139,8 +139,12 @@ fn softmax_gradients() {
     ];
     for (i, (dims, axis)) in cases.iter().enumerate() {
         let x = rand64(dims, 40 + i as u64);
-        gradcheck("softmax", |t| t[0].softmax(*axis), &[x.clone()]);
-        gradcheck("log_softmax", |t| t[0].log_softmax(*axis), &[x.clone()]);
+        gradcheck("softmax", |t| t[0].softmax(*axis), std::slice::from_ref(&x));
+        gradcheck(
+            "log_softmax",
+            |t| t[0].log_softmax(*axis),
+            std::slice::from_ref(&x),
+        );
     }
 }
 
@@ -269,7 +273,7 @@ fn cross_entropy_gradients() {
                 gradcheck(
                     "cross_entropy",
                     |a| a[0].cross_entropy(&t, r, eps),
-                    &[x.clone()],
+                    std::slice::from_ref(&x),
                 );
             }
         }

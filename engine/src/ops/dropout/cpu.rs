@@ -40,10 +40,11 @@ pub fn dropout<T: Float>(x: &[T], seed: u64, p: f64) -> (Vec<T>, Vec<T>) {
     };
     let mut out = vec![T::zero(); x.len()];
     let mut mask = vec![T::zero(); x.len()];
-    let kernel = |(c, ((o, m), x)): (usize, ((&mut [T], &mut [T]), &[T]))| {
-        let first = (c * CHUNK) as u64;
+    let kernel = |c: usize, o: &mut [T], m: &mut [T]| {
+        let first = c * CHUNK;
+        let x = &x[first..first + o.len()];
         for (j, ((o, m), &x)) in o.iter_mut().zip(m.iter_mut()).zip(x).enumerate() {
-            if uniform(seed, first + j as u64) >= p {
+            if uniform(seed, (first + j) as u64) >= p {
                 *m = scale;
                 *o = x * scale;
             }
@@ -52,15 +53,13 @@ pub fn dropout<T: Float>(x: &[T], seed: u64, p: f64) -> (Vec<T>, Vec<T>) {
     if x.len() >= PARALLEL_THRESHOLD {
         out.par_chunks_mut(CHUNK)
             .zip(mask.par_chunks_mut(CHUNK))
-            .zip(x.par_chunks(CHUNK))
             .enumerate()
-            .for_each(kernel);
+            .for_each(|(c, (o, m))| kernel(c, o, m));
     } else {
         out.chunks_mut(CHUNK)
             .zip(mask.chunks_mut(CHUNK))
-            .zip(x.chunks(CHUNK))
             .enumerate()
-            .for_each(kernel);
+            .for_each(|(c, (o, m))| kernel(c, o, m));
     }
     (out, mask)
 }

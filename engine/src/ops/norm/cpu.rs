@@ -180,7 +180,7 @@ pub fn layer_norm<T: Float>(
     bias: Option<&[T]>,
     eps: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let rows = if d == 0 { 0 } else { x.len() / d };
+    let rows = x.len().checked_div(d).unwrap_or(0);
     let mut stats = vec![(T::zero(), T::zero()); rows];
     for_each_row(&mut stats, 1, x.len(), |r, s| {
         let row = &x[r * d..(r + 1) * d];

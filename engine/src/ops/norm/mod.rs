@@ -255,7 +255,7 @@ impl Tensor {
         check_param(OP, "bias", self, bias, &feature_dims)?;
         check_eps(OP, eps)?;
         let d: usize = feature_dims.iter().product();
-        let rows = if d == 0 { 0 } else { self.numel() / d };
+        let rows = self.numel().checked_div(d).unwrap_or(0);
 
         let (y, mean, invstd) = {
             let x = self.storage();

@@ -66,7 +66,7 @@ fn for_each_block<U: Send>(
     }
 }
 
-/// Per-lane maximum of a block (NaN-free lanes; a NaN propagates through the later steps anyway).
+/// Per-lane maximum of a block. A NaN may be skipped here; it still makes its lane NaN via `exp`.
 fn lane_max<T: Float>(x: &[T], lanes: &Lanes, m: &mut [T]) {
     let inner = lanes.inner;
     m.copy_from_slice(&x[..inner]);
