@@ -18,6 +18,7 @@ pub use autograd::{is_grad_enabled, no_grad, NoGradGuard};
 pub use device::Device;
 pub use dtype::{DType, Float};
 pub use error::{Error, Result};
+pub use ops::softmax::Reduction;
 pub use shape::Shape;
 pub use storage::{CpuStorage, Element, Storage};
 pub use tensor::Tensor;

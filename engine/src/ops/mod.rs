@@ -1,9 +1,13 @@
 //! Op families. Each folder holds one family: `mod.rs` (API on `Tensor`, shape checks, backward
 //! rules) and `cpu.rs` (reference kernels, generic over f32/f64, parallel where hot).
 
+pub mod dropout;
 pub mod elementwise;
 pub mod layout;
+pub mod loss;
+pub mod norm;
 pub mod reduce;
+pub mod softmax;
 
 use crate::{Error, Result, Tensor};
 
