@@ -37,8 +37,14 @@ fn numpy_times(specs: &[String]) -> Result<HashMap<String, f64>, String> {
     let mut times = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         // Lines look like {"name": "gemm:256x256x256", "seconds": 0.00012}
-        let name = line.split("\"name\": \"").nth(1).and_then(|s| s.split('"').next());
-        let secs = line.split("\"seconds\": ").nth(1).and_then(|s| s.trim_end_matches('}').trim().parse::<f64>().ok());
+        let name = line
+            .split("\"name\": \"")
+            .nth(1)
+            .and_then(|s| s.split('"').next());
+        let secs = line
+            .split("\"seconds\": ")
+            .nth(1)
+            .and_then(|s| s.trim_end_matches('}').trim().parse::<f64>().ok());
         if let (Some(n), Some(s)) = (name, secs) {
             times.insert(n.to_string(), s);
         }
@@ -66,7 +72,13 @@ fn main() {
     let gemms: &[(usize, usize, usize)] = if quick {
         &[(256, 256, 256), (256, 128, 256)]
     } else {
-        &[(256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048), (256, 128, 256)]
+        &[
+            (256, 256, 256),
+            (512, 512, 512),
+            (1024, 1024, 1024),
+            (2048, 2048, 2048),
+            (256, 128, 256),
+        ]
     };
     for &(m, k, n) in gemms {
         let (a, b) = (rand32(&[m, k], 1), rand32(&[k, n], 2));
@@ -87,13 +99,28 @@ fn main() {
     let (a, b) = (rand32(&[n], 3), rand32(&[n], 4));
     let bytes = (n * 4) as f64;
     let elementwise: Vec<(&str, f64, Box<dyn Fn()>)> = vec![
-        ("memcpy", 2.0 * bytes, Box::new(|| drop(std::hint::black_box(a.to_vec::<f32>().unwrap())))),
+        (
+            "memcpy",
+            2.0 * bytes,
+            Box::new(|| drop(std::hint::black_box(a.to_vec::<f32>().unwrap()))),
+        ),
         ("add", 3.0 * bytes, Box::new(|| drop(a.add(&b).unwrap()))),
         ("mul", 3.0 * bytes, Box::new(|| drop(a.mul(&b).unwrap()))),
         ("exp", 2.0 * bytes, Box::new(|| drop(a.exp().unwrap()))),
         ("relu", 2.0 * bytes, Box::new(|| drop(a.relu().unwrap()))),
         ("sum", bytes, Box::new(|| drop(a.sum_all().unwrap()))),
-        ("sum_rows", bytes, Box::new(|| drop(a.reshape([n / 1024, 1024]).unwrap().sum(&[1], false).unwrap()))),
+        (
+            "sum_rows",
+            bytes,
+            Box::new(|| {
+                drop(
+                    a.reshape([n / 1024, 1024])
+                        .unwrap()
+                        .sum(&[1], false)
+                        .unwrap(),
+                )
+            }),
+        ),
     ];
     for (kind, work, f) in &elementwise {
         let t = median_time(10, f);
@@ -102,7 +129,13 @@ fn main() {
             "sum_rows" => format!("sum over rows of ({}, 1024) f32", n / 1024),
             k => format!("{k} over {n} f32"),
         };
-        rows.push(Row { spec: format!("{kind}:{n}"), what, ours_s: t, work: *work, unit: "GB/s" });
+        rows.push(Row {
+            spec: format!("{kind}:{n}"),
+            what,
+            ours_s: t,
+            work: *work,
+            unit: "GB/s",
+        });
     }
 
     let specs: Vec<String> = rows.iter().map(|r| r.spec.clone()).collect();
@@ -110,19 +143,31 @@ fn main() {
     if let Err(reason) = &numpy {
         println!("numpy reference skipped: {reason}");
     }
-    let memcpy_rate = rows.iter().find(|r| r.spec.starts_with("memcpy")).map(|r| r.work / r.ours_s);
+    let memcpy_rate = rows
+        .iter()
+        .find(|r| r.spec.starts_with("memcpy"))
+        .map(|r| r.work / r.ours_s);
 
     println!("| operation | ours | unit | numpy | ours / numpy | ours / memcpy |");
     println!("|---|---:|---|---:|---:|---:|");
     for r in &rows {
         let ours = r.work / r.ours_s / 1e9;
-        let np = numpy.as_ref().ok().and_then(|m| m.get(&r.spec)).map(|s| r.work / s / 1e9);
-        let vs_np = np.map(|np| format!("{:.2}x", ours / np)).unwrap_or_else(|| "-".into());
+        let np = numpy
+            .as_ref()
+            .ok()
+            .and_then(|m| m.get(&r.spec))
+            .map(|s| r.work / s / 1e9);
+        let vs_np = np
+            .map(|np| format!("{:.2}x", ours / np))
+            .unwrap_or_else(|| "-".into());
         let np = np.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
         let vs_memcpy = match (r.unit, memcpy_rate) {
             ("GB/s", Some(m)) => format!("{:.2}x", r.work / r.ours_s / m),
             _ => "-".into(),
         };
-        println!("| {} | {:.1} | {} | {} | {} | {} |", r.what, ours, r.unit, np, vs_np, vs_memcpy);
+        println!(
+            "| {} | {:.1} | {} | {} | {} | {} |",
+            r.what, ours, r.unit, np, vs_np, vs_memcpy
+        );
     }
 }

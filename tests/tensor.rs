@@ -100,12 +100,12 @@ fn reshape_shares_storage_and_routes_gradients() {
     gradcheck(
         "reshape",
         |t| t[0].reshape([4, 3])?.mul(&t[0].reshape([4, 3])?.exp()?),
-        &[x.clone()],
+        std::slice::from_ref(&x),
     );
     gradcheck(
         "broadcast_to",
         |t| t[0].broadcast_to(&[3, 2, 6]),
-        &[x.clone()],
+        std::slice::from_ref(&x),
     );
-    gradcheck("sum_to", |t| t[0].sum_to(&[1, 6]), &[x.clone()]);
+    gradcheck("sum_to", |t| t[0].sum_to(&[1, 6]), std::slice::from_ref(&x));
 }

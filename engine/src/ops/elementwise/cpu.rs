@@ -23,19 +23,22 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 /// `out[i] = f(a[i], b[i], c[i])` over equal-length slices, in parallel chunks for large inputs.
 pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
     let mut out = vec![T::zero(); a.len()];
-    let kernel = |(((o, a), b), c): (((&mut [T], &[T]), &[T]), &[T])| {
-        for i in 0..o.len() {
-            o[i] = f(a[i], b[i], c[i]);
+    // Chunk `k` of the output covers elements k*CHUNK.. of every input.
+    const CHUNK: usize = 8192;
+    let kernel = |k: usize, o: &mut [T]| {
+        let start = k * CHUNK;
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = f(a[start + i], b[start + i], c[start + i]);
         }
     };
     if a.len() >= PARALLEL_THRESHOLD {
-        out.par_chunks_mut(8192)
-            .zip(a.par_chunks(8192))
-            .zip(b.par_chunks(8192))
-            .zip(c.par_chunks(8192))
-            .for_each(kernel);
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, o)| kernel(k, o));
     } else {
-        kernel((((&mut out[..], a), b), c));
+        out.chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(k, o)| kernel(k, o));
     }
     out
 }

@@ -167,9 +167,8 @@ impl Tensor {
         })?;
         let mut axes = Vec::new();
         for (i, &d) in self.dims().iter().enumerate() {
-            if i < extra {
-                axes.push(i as isize);
-            } else if dims[i - extra] == 1 && d != 1 {
+            // Leading dimensions that broadcasting added, and dimensions that were 1, are summed.
+            if i < extra || (dims[i - extra] == 1 && d != 1) {
                 axes.push(i as isize);
             } else if dims[i - extra] != d {
                 return Err(Error::shape(
