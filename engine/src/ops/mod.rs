@@ -2,7 +2,9 @@
 //! rules) and `cpu.rs` (reference kernels, generic over f32/f64, parallel where hot).
 
 pub mod elementwise;
+pub mod index;
 pub mod layout;
+pub mod matmul;
 pub mod reduce;
 
 use crate::{Error, Result, Tensor};

@@ -11,7 +11,7 @@ pub trait Elem: Copy + Default + Send + Sync {}
 impl<T: Copy + Default + Send + Sync> Elem for T {}
 
 /// Runs `kernel(row_index, row)` over consecutive rows of `out`, in parallel for large outputs.
-fn for_each_row<T: Elem>(out: &mut [T], row: usize, kernel: impl Fn(usize, &mut [T]) + Sync) {
+pub(crate) fn for_each_row<T: Elem>(out: &mut [T], row: usize, kernel: impl Fn(usize, &mut [T]) + Sync) {
     if out.is_empty() || row == 0 {
         return;
     }

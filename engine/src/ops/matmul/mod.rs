@@ -1,0 +1,1 @@
+//! Matrix products (placeholder while the family is written).
