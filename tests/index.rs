@@ -21,7 +21,9 @@ fn ravel(idx: &[usize], dims: &[usize]) -> usize {
 
 /// Reproducible pseudo-random indices in `0..size` (a small LCG: the tests need no rand crate).
 fn rand_indices(n: usize, size: usize, seed: u64) -> Vec<i64> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
             s = s
@@ -32,7 +34,13 @@ fn rand_indices(n: usize, size: usize, seed: u64) -> Vec<i64> {
         .collect()
 }
 
-fn naive_gather(x: &[f64], dims: &[usize], axis: usize, idx: &[i64], idx_dims: &[usize]) -> Vec<f64> {
+fn naive_gather(
+    x: &[f64],
+    dims: &[usize],
+    axis: usize,
+    idx: &[i64],
+    idx_dims: &[usize],
+) -> Vec<f64> {
     (0..idx.len())
         .map(|p| {
             let mut m = unravel(p, idx_dims);
@@ -53,11 +61,11 @@ fn naive_scatter_add(
     src_dims: &[usize],
 ) -> Vec<f64> {
     let mut out = base.to_vec();
-    for p in 0..idx.len() {
+    for (p, &i) in idx.iter().enumerate() {
         let m = unravel(p, idx_dims);
         let s = src[ravel(&m, src_dims)];
         let mut t = m;
-        t[axis] = idx[p] as usize;
+        t[axis] = i as usize;
         out[ravel(&t, dims)] += s;
     }
     out
@@ -80,7 +88,9 @@ fn index_select_values() {
     assert_eq!(values(&cols), vec![3.0, 1.0, 7.0, 5.0, 11.0, 9.0]);
     assert_eq!(x.index_select(0, &idx(&[], &[0])).unwrap().dims(), &[0, 4]);
     // Index tensors can be selected from too (label lookups).
-    let labels = idx(&[5, 6, 7], &[3]).index_select(0, &idx(&[2, 2, 0], &[3])).unwrap();
+    let labels = idx(&[5, 6, 7], &[3])
+        .index_select(0, &idx(&[2, 2, 0], &[3]))
+        .unwrap();
     assert_eq!(labels.to_vec::<i64>().unwrap(), vec![7, 7, 5]);
 
     // Middle axis and a parallel-sized table, against the definition.
@@ -109,7 +119,9 @@ fn index_add_values() {
     // Rows 0 and 2 of src both land on row 2.
     let out = base.index_add(0, &idx(&[2, 0, 2], &[3]), &src).unwrap();
     assert_eq!(values(&out), vec![31.0, 41.0, 1.0, 1.0, 61.0, 81.0]);
-    let out = base.index_add(1, &idx(&[1], &[1]), &t64(&[1.0, 2.0, 3.0], &[3, 1])).unwrap();
+    let out = base
+        .index_add(1, &idx(&[1], &[1]), &t64(&[1.0, 2.0, 3.0], &[3, 1]))
+        .unwrap();
     assert_eq!(values(&out), vec![1.0, 2.0, 1.0, 3.0, 1.0, 4.0]);
 }
 
@@ -151,6 +163,9 @@ fn gather_values() {
     }
 }
 
+/// Input dims, axis, index dims and src dims.
+type ScatterCase<'a> = (&'a [usize], usize, &'a [usize], &'a [usize]);
+
 #[test]
 fn scatter_add_values() {
     // The PyTorch documentation example.
@@ -165,10 +180,12 @@ fn scatter_add_values() {
     // The input is kept and added to; only the index's extent of src is read.
     let base = t64(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
     let src = t64(&[10.0, 20.0, 99.0, 30.0, 40.0, 99.0], &[2, 3]);
-    let out = base.scatter_add(1, &idx(&[1, 1, 0, 1], &[2, 2]), &src).unwrap();
+    let out = base
+        .scatter_add(1, &idx(&[1, 1, 0, 1], &[2, 2]), &src)
+        .unwrap();
     assert_eq!(values(&out), vec![1.0, 32.0, 33.0, 44.0]);
 
-    let cases: &[(&[usize], usize, &[usize], &[usize])] = &[
+    let cases: &[ScatterCase] = &[
         (&[3, 4, 5], 0, &[6, 2, 5], &[7, 3, 5]),
         (&[3, 4, 5], 1, &[2, 7, 3], &[2, 7, 4]),
         (&[3, 4, 5], 2, &[3, 4, 9], &[3, 4, 9]),
@@ -200,7 +217,9 @@ fn scatter_add_values() {
     // f32 runs the same kernel.
     let b32 = base.to_dtype(DType::F32).unwrap();
     let s32 = src.to_dtype(DType::F32).unwrap();
-    let out32 = b32.scatter_add(1, &idx(&[1, 1, 0, 1], &[2, 2]), &s32).unwrap();
+    let out32 = b32
+        .scatter_add(1, &idx(&[1, 1, 0, 1], &[2, 2]), &s32)
+        .unwrap();
     assert_eq!(out32.dtype(), DType::F32);
     assert_eq!(values(&out32), vec![1.0, 32.0, 33.0, 44.0]);
 }
@@ -210,7 +229,11 @@ fn index_gradients() {
     let x = rand64(&[4, 3, 5], 1);
     // Repeats and omissions: some rows get two gradients, some none.
     let rep = idx(&[2, 0, 2, 3, 2], &[5]);
-    gradcheck("index_select_0", |t| t[0].index_select(0, &t[1]), &[x.clone(), rep.clone()]);
+    gradcheck(
+        "index_select_0",
+        |t| t[0].index_select(0, &t[1]),
+        &[x.clone(), rep.clone()],
+    );
     gradcheck(
         "index_select_1",
         |t| t[0].index_select(1, &t[1]),
@@ -251,30 +274,55 @@ fn index_errors() {
     let x = rand64(&[3, 4], 1);
     let err = x.index_select(0, &idx(&[0, 3], &[2])).unwrap_err();
     assert!(
-        matches!(err, Error::Index { op: "index_select", index: 3, size: 3 }),
+        matches!(
+            err,
+            Error::Index {
+                op: "index_select",
+                index: 3,
+                size: 3
+            }
+        ),
         "{err}"
     );
     let msg = err.to_string();
     assert!(msg.contains("index_select") && msg.contains('3'), "{msg}");
     assert!(matches!(
         x.index_select(1, &idx(&[-1], &[1])).unwrap_err(),
-        Error::Index { op: "index_select", index: -1, size: 4 }
+        Error::Index {
+            op: "index_select",
+            index: -1,
+            size: 4
+        }
     ));
     assert!(matches!(
         x.index_select(2, &idx(&[0], &[1])).unwrap_err(),
-        Error::Axis { op: "index_select", .. }
+        Error::Axis {
+            op: "index_select",
+            ..
+        }
     ));
     assert!(matches!(
         x.index_select(0, &idx(&[0, 1], &[1, 2])).unwrap_err(),
-        Error::Shape { op: "index_select", .. }
+        Error::Shape {
+            op: "index_select",
+            ..
+        }
     ));
     assert!(matches!(
         x.index_select(0, &t64(&[0.0], &[1])).unwrap_err(),
-        Error::DType { op: "index_select", got: DType::F64, .. }
+        Error::DType {
+            op: "index_select",
+            got: DType::F64,
+            ..
+        }
     ));
     assert!(matches!(
         x.gather(1, &idx(&[0, 4], &[2, 1])).unwrap_err(),
-        Error::Index { op: "gather", index: 4, size: 4 }
+        Error::Index {
+            op: "gather",
+            index: 4,
+            size: 4
+        }
     ));
     assert!(matches!(
         x.gather(1, &idx(&[0, 1], &[2])).unwrap_err(),
@@ -288,18 +336,34 @@ fn index_errors() {
     let src = rand64(&[3, 4], 2);
     assert!(matches!(
         x.scatter_add(0, &idx(&[0, 5], &[1, 2]), &src).unwrap_err(),
-        Error::Index { op: "scatter_add", index: 5, size: 3 }
+        Error::Index {
+            op: "scatter_add",
+            index: 5,
+            size: 3
+        }
     ));
     assert!(matches!(
         x.scatter_add(0, &idx(&[0; 5], &[1, 5]), &src).unwrap_err(),
-        Error::Shape { op: "scatter_add", .. }
+        Error::Shape {
+            op: "scatter_add",
+            ..
+        }
     ));
     assert!(matches!(
-        x.index_add(0, &idx(&[0, 1], &[2]), &rand64(&[3, 4], 3)).unwrap_err(),
-        Error::Shape { op: "index_add", .. }
+        x.index_add(0, &idx(&[0, 1], &[2]), &rand64(&[3, 4], 3))
+            .unwrap_err(),
+        Error::Shape {
+            op: "index_add",
+            ..
+        }
     ));
     assert!(matches!(
-        x.index_add(0, &idx(&[0, -2], &[2]), &rand64(&[2, 4], 3)).unwrap_err(),
-        Error::Index { op: "index_add", index: -2, size: 3 }
+        x.index_add(0, &idx(&[0, -2], &[2]), &rand64(&[2, 4], 3))
+            .unwrap_err(),
+        Error::Index {
+            op: "index_add",
+            index: -2,
+            size: 3
+        }
     ));
 }

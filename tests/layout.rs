@@ -41,11 +41,7 @@ fn naive_permute(x: &[f64], dims: &[usize], perm: &[usize]) -> Vec<f64> {
 }
 
 fn naive_pad(x: &[f64], dims: &[usize], pads: &[(usize, usize)], value: f64) -> Vec<f64> {
-    let out_dims: Vec<usize> = dims
-        .iter()
-        .zip(pads)
-        .map(|(d, p)| p.0 + d + p.1)
-        .collect();
+    let out_dims: Vec<usize> = dims.iter().zip(pads).map(|(d, p)| p.0 + d + p.1).collect();
     let n: usize = out_dims.iter().product();
     (0..n)
         .map(|o| {
@@ -110,7 +106,11 @@ fn permute_matches_naive_reference() {
     for (seed, &(dims, perm)) in cases.iter().enumerate() {
         let x = rand64(dims, seed as u64);
         let got = values(&x.permute(perm).unwrap());
-        assert_eq!(got, naive_permute(&values(&x), dims, perm), "{dims:?} {perm:?}");
+        assert_eq!(
+            got,
+            naive_permute(&values(&x), dims, perm),
+            "{dims:?} {perm:?}"
+        );
         // f32 takes the same kernel with 4-byte elements.
         let x32 = x.to_dtype(DType::F32).unwrap();
         let got32 = values(&x32.permute(perm).unwrap());
@@ -148,6 +148,9 @@ fn narrow_values() {
     assert_eq!(got, want);
 }
 
+/// Input dims and per-dimension (before, after) pads.
+type PadCase<'a> = (&'a [usize], &'a [(usize, usize)]);
+
 #[test]
 fn pad_values() {
     let x = t64(&[1.0, 2.0, 3.0, 4.0], &[2, 2]);
@@ -157,7 +160,7 @@ fn pad_values() {
         values(&p),
         vec![9.0, 9.0, 9.0, 9.0, 1.0, 2.0, 9.0, 9.0, 3.0, 4.0, 9.0, 9.0]
     );
-    let cases: &[(&[usize], &[(usize, usize)])] = &[
+    let cases: &[PadCase] = &[
         (&[3, 4, 5], &[(0, 0), (1, 2), (0, 0)]),
         (&[3, 4, 5], &[(2, 1), (0, 0), (0, 3)]),
         (&[2, 3, 4], &[(0, 1), (1, 0), (2, 2)]),
@@ -167,7 +170,11 @@ fn pad_values() {
     for (seed, &(dims, pads)) in cases.iter().enumerate() {
         let x = rand64(dims, 20 + seed as u64);
         let got = values(&x.pad(pads, -0.5).unwrap());
-        assert_eq!(got, naive_pad(&values(&x), dims, pads, -0.5), "{dims:?} {pads:?}");
+        assert_eq!(
+            got,
+            naive_pad(&values(&x), dims, pads, -0.5),
+            "{dims:?} {pads:?}"
+        );
     }
     let i = idx(&[7, 8], &[2]).pad(&[(1, 1)], 0.0).unwrap();
     assert_eq!(i.to_vec::<i64>().unwrap(), vec![0, 7, 8, 0]);
@@ -218,15 +225,27 @@ fn concat_stack_and_squeeze_values() {
 #[test]
 fn layout_gradients() {
     let x = rand64(&[2, 3, 4], 1);
-    gradcheck("permute", |t| t[0].permute(&[2, 0, 1]), &[x.clone()]);
-    gradcheck("transpose", |t| t[0].transpose(0, 2), &[x.clone()]);
+    gradcheck(
+        "permute",
+        |t| t[0].permute(&[2, 0, 1]),
+        std::slice::from_ref(&x),
+    );
+    gradcheck(
+        "transpose",
+        |t| t[0].transpose(0, 2),
+        std::slice::from_ref(&x),
+    );
     gradcheck("t", |t| t[0].t(), &[rand64(&[3, 5], 2)]);
-    gradcheck("narrow", |t| t[0].narrow(1, 1, 2), &[x.clone()]);
-    gradcheck("narrow_last", |t| t[0].narrow(-1, 3, 1), &[x.clone()]);
+    gradcheck("narrow", |t| t[0].narrow(1, 1, 2), std::slice::from_ref(&x));
+    gradcheck(
+        "narrow_last",
+        |t| t[0].narrow(-1, 3, 1),
+        std::slice::from_ref(&x),
+    );
     gradcheck(
         "pad",
         |t| t[0].pad(&[(1, 0), (0, 0), (2, 1)], 0.7),
-        &[x.clone()],
+        std::slice::from_ref(&x),
     );
     gradcheck(
         "concat",
@@ -261,15 +280,16 @@ fn layout_gradients() {
 fn layout_errors() {
     let x = rand64(&[2, 3], 1);
     let err = x.permute(&[0, 0]).unwrap_err();
-    assert!(
-        matches!(err, Error::Shape { op: "permute", .. }),
-        "{err}"
-    );
+    assert!(matches!(err, Error::Shape { op: "permute", .. }), "{err}");
     assert!(x.permute(&[1]).is_err());
     assert!(x.permute(&[0, 2]).is_err());
     assert!(matches!(
         x.transpose(0, 2).unwrap_err(),
-        Error::Axis { op: "transpose", axis: 2, rank: 2 }
+        Error::Axis {
+            op: "transpose",
+            axis: 2,
+            rank: 2
+        }
     ));
     assert!(matches!(
         rand64(&[4], 1).t().unwrap_err(),
@@ -280,7 +300,10 @@ fn layout_errors() {
         Error::Axis { op: "narrow", .. }
     ));
     let err = x.narrow(1, 2, 2).unwrap_err().to_string();
-    assert!(err.contains("narrow") && err.contains("2..4") && err.contains("size 3"), "{err}");
+    assert!(
+        err.contains("narrow") && err.contains("2..4") && err.contains("size 3"),
+        "{err}"
+    );
     assert!(x.narrow(1, usize::MAX, 2).is_err());
     assert!(matches!(
         x.pad(&[(1, 1)], 0.0).unwrap_err(),
@@ -289,7 +312,10 @@ fn layout_errors() {
     let err = Tensor::concat(&[&x, &rand64(&[3, 3], 2)], 1)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("concat") && err.contains("[2, 3]") && err.contains("[3, 3]"), "{err}");
+    assert!(
+        err.contains("concat") && err.contains("[2, 3]") && err.contains("[3, 3]"),
+        "{err}"
+    );
     assert!(Tensor::concat(&[&x, &rand64(&[2, 3, 1], 2)], 0).is_err());
     assert!(matches!(
         Tensor::concat(&[], 0).unwrap_err(),

@@ -12,7 +12,12 @@ use crate::{DType, Error, Float, Result, Tensor};
 use cpu::AxisView;
 
 /// The index values of an i64 tensor on `like`'s device, all checked to lie in `0..size`.
-fn index_values(op: &'static str, like: &Tensor, indices: &Tensor, size: usize) -> Result<Vec<i64>> {
+fn index_values(
+    op: &'static str,
+    like: &Tensor,
+    indices: &Tensor,
+    size: usize,
+) -> Result<Vec<i64>> {
     if indices.device() != like.device() {
         return Err(Error::DeviceMismatch {
             op,
@@ -53,12 +58,18 @@ fn add_into_storage(
     let storage = match (dtype, src_c) {
         (DType::F32, CpuStorage::F32(s)) => {
             let mut out: Vec<f32> = start_from(base, zeros_len)?;
-            add(&mut Target { out: &mut out, src: s });
+            add(&mut Target {
+                out: &mut out,
+                src: s,
+            });
             CpuStorage::from(out)
         }
         (DType::F64, CpuStorage::F64(s)) => {
             let mut out: Vec<f64> = start_from(base, zeros_len)?;
-            add(&mut Target { out: &mut out, src: s });
+            add(&mut Target {
+                out: &mut out,
+                src: s,
+            });
             CpuStorage::from(out)
         }
         (a, s) => {
@@ -84,7 +95,14 @@ fn start_from<T: Float + crate::Element>(base: Option<&Tensor>, len: usize) -> R
 /// drive either kernel instantiation.
 trait AddInto {
     fn index_add(&mut self, v: AxisView, idx: &[i64]);
-    fn scatter_add(&mut self, dims: &[usize], axis: usize, idx: &[i64], idx_dims: &[usize], src_dims: &[usize]);
+    fn scatter_add(
+        &mut self,
+        dims: &[usize],
+        axis: usize,
+        idx: &[i64],
+        idx_dims: &[usize],
+        src_dims: &[usize],
+    );
 }
 
 struct Target<'a, T> {
@@ -96,7 +114,14 @@ impl<T: Float> AddInto for Target<'_, T> {
     fn index_add(&mut self, v: AxisView, idx: &[i64]) {
         cpu::index_add_into(self.out, v, idx, self.src);
     }
-    fn scatter_add(&mut self, dims: &[usize], axis: usize, idx: &[i64], idx_dims: &[usize], src_dims: &[usize]) {
+    fn scatter_add(
+        &mut self,
+        dims: &[usize],
+        axis: usize,
+        idx: &[i64],
+        idx_dims: &[usize],
+        src_dims: &[usize],
+    ) {
         cpu::scatter_add_into(self.out, dims, axis, idx, idx_dims, self.src, src_dims);
     }
 }
@@ -201,7 +226,9 @@ impl Tensor {
             idx_dims,
             &[self],
             Box::new(move |g, _| {
-                Ok(vec![Some(scatter_add_from(None, &in_dims, a, &indices, g)?)])
+                Ok(vec![Some(scatter_add_from(
+                    None, &in_dims, a, &indices, g,
+                )?)])
             }),
         ))
     }
@@ -218,7 +245,8 @@ impl Tensor {
         let fits = indices.rank() == r
             && src.rank() == r
             && (0..r).all(|d| {
-                indices.dims()[d] <= src.dims()[d] && (d == a || indices.dims()[d] <= self.dims()[d])
+                indices.dims()[d] <= src.dims()[d]
+                    && (d == a || indices.dims()[d] <= self.dims()[d])
             });
         if !fits {
             return Err(Error::shape(

@@ -11,7 +11,11 @@ pub trait Elem: Copy + Default + Send + Sync {}
 impl<T: Copy + Default + Send + Sync> Elem for T {}
 
 /// Runs `kernel(row_index, row)` over consecutive rows of `out`, in parallel for large outputs.
-pub(crate) fn for_each_row<T: Elem>(out: &mut [T], row: usize, kernel: impl Fn(usize, &mut [T]) + Sync) {
+pub(crate) fn for_each_row<T: Elem>(
+    out: &mut [T],
+    row: usize,
+    kernel: impl Fn(usize, &mut [T]) + Sync,
+) {
     if out.is_empty() || row == 0 {
         return;
     }
@@ -72,7 +76,12 @@ fn row_offset(mut r: usize, outer_dims: &[usize], outer_strides: &[usize]) -> us
 
 /// `out[i0, .., in] = src[offset + sum(i_k * strides[k])]` for an output of shape `dims`: the
 /// one gather behind permute (strides permuted) and narrow (an offset into the input).
-pub fn strided_copy<T: Elem>(src: &[T], offset: usize, dims: &[usize], strides: &[usize]) -> Vec<T> {
+pub fn strided_copy<T: Elem>(
+    src: &[T],
+    offset: usize,
+    dims: &[usize],
+    strides: &[usize],
+) -> Vec<T> {
     let n: usize = dims.iter().product();
     let mut out = vec![T::default(); n];
     if n == 0 {

@@ -370,15 +370,18 @@ impl Tensor {
             .collect();
         let guards: Vec<_> = owners.iter().map(|t| t.storage()).collect();
         let cpu_storage = match first.dtype() {
-            crate::DType::F32 => {
-                CpuStorage::from(cpu::concat(&typed_runs::<f32>(&guards, &which, &runs), outer))
-            }
-            crate::DType::F64 => {
-                CpuStorage::from(cpu::concat(&typed_runs::<f64>(&guards, &which, &runs), outer))
-            }
-            crate::DType::I64 => {
-                CpuStorage::from(cpu::concat(&typed_runs::<i64>(&guards, &which, &runs), outer))
-            }
+            crate::DType::F32 => CpuStorage::from(cpu::concat(
+                &typed_runs::<f32>(&guards, &which, &runs),
+                outer,
+            )),
+            crate::DType::F64 => CpuStorage::from(cpu::concat(
+                &typed_runs::<f64>(&guards, &which, &runs),
+                outer,
+            )),
+            crate::DType::I64 => CpuStorage::from(cpu::concat(
+                &typed_runs::<i64>(&guards, &which, &runs),
+                outer,
+            )),
         };
         drop(guards);
         let mut out_dims = first.dims().to_vec();
@@ -393,7 +396,10 @@ impl Tensor {
                 let mut start = 0;
                 let mut grads = Vec::with_capacity(sizes.len());
                 for (&size, &need) in sizes.iter().zip(&needs) {
-                    grads.push(need.then(|| g.narrow(a as isize, start, size)).transpose()?);
+                    grads.push(
+                        need.then(|| g.narrow(a as isize, start, size))
+                            .transpose()?,
+                    );
                     start += size;
                 }
                 Ok(grads)
