@@ -3,8 +3,10 @@
 
 pub mod dropout;
 pub mod elementwise;
+pub mod index;
 pub mod layout;
 pub mod loss;
+pub mod matmul;
 pub mod norm;
 pub mod reduce;
 pub mod softmax;
