@@ -125,7 +125,7 @@ fn main() {
     for (kind, work, f) in &elementwise {
         let t = median_time(10, f);
         let what = match *kind {
-            "memcpy" => format!("copy of {n} f32 (to_vec; the memory reference)"),
+            "memcpy" => format!("copy of {n} f32 into a warm buffer (the memory reference)"),
             "sum_rows" => format!("sum over rows of ({}, 1024) f32", n / 1024),
             k => format!("{k} over {n} f32"),
         };

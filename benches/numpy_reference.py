@@ -40,6 +40,7 @@ def main():
             n = int(arg)
             a = rng.standard_normal(n, dtype=np.float32)
             b = rng.standard_normal(n, dtype=np.float32)
+            out = np.empty_like(a)
             fns = {
                 "add": lambda: a + b,
                 "mul": lambda: a * b,
@@ -47,7 +48,7 @@ def main():
                 "relu": lambda: np.maximum(a, 0),
                 "sum": lambda: a.sum(),
                 "sum_rows": lambda: a.reshape(-1, 1024).sum(axis=1),
-                "memcpy": lambda: a.copy(),
+                "memcpy": lambda: np.copyto(out, a),
             }
             emit(spec, median_time(fns[kind], 10))
         else:

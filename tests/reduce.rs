@@ -120,3 +120,48 @@ fn large_f32_sum_is_accurate() {
     let rows = x.sum(&[1], false).unwrap().to_vec::<f32>().unwrap();
     assert!(rows.iter().all(|&r| (r - 100.0).abs() < 1e-3));
 }
+
+#[test]
+fn fast_paths_agree_with_the_general_path() {
+    // Leading axes, trailing axes, everything, and a middle axis (general path), on sizes above
+    // the parallel threshold, against plain loops in f64.
+    let (a, b, c) = (37, 41, 53);
+    let x = rand64(&[a, b, c], 21);
+    let v = values(&x);
+    let at = |i: usize, j: usize, k: usize| v[(i * b + j) * c + k];
+    let lead: Vec<f64> = (0..b * c)
+        .map(|jk| (0..a).map(|i| at(i, jk / c, jk % c)).sum())
+        .collect();
+    assert_close(&values(&x.sum(&[0], false).unwrap()), &lead, 1e-12);
+    let lead2: Vec<f64> = (0..c)
+        .map(|k| {
+            (0..a)
+                .flat_map(|i| (0..b).map(move |j| (i, j)))
+                .map(|(i, j)| at(i, j, k))
+                .sum()
+        })
+        .collect();
+    assert_close(&values(&x.sum(&[0, 1], false).unwrap()), &lead2, 1e-12);
+    let trail: Vec<f64> = (0..a)
+        .map(|i| {
+            (0..b)
+                .flat_map(|j| (0..c).map(move |k| (j, k)))
+                .map(|(j, k)| at(i, j, k))
+                .sum()
+        })
+        .collect();
+    assert_close(&values(&x.sum(&[1, 2], false).unwrap()), &trail, 1e-12);
+    let mid: Vec<f64> = (0..a * c)
+        .map(|ik| (0..b).map(|j| at(ik / c, j, ik % c)).sum())
+        .collect();
+    assert_close(&values(&x.sum(&[1], false).unwrap()), &mid, 1e-12);
+    let all: f64 = v.iter().sum();
+    assert_close(&[x.sum_all().unwrap().item().unwrap()], &[all], 1e-12);
+    // A long single run takes the chunked parallel path.
+    let long = rand64(&[3, 200_000], 22);
+    let lv = values(&long);
+    let want: Vec<f64> = (0..3)
+        .map(|r| lv[r * 200_000..(r + 1) * 200_000].iter().sum())
+        .collect();
+    assert_close(&values(&long.sum(&[1], false).unwrap()), &want, 1e-12);
+}

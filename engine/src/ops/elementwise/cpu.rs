@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 /// `out[i] = f(x[i])`, in parallel chunks for large inputs.
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::zero(); x.len()];
+    let mut out = crate::storage::alloc_zeroed::<T>(x.len());
     if x.len() >= PARALLEL_THRESHOLD {
         out.par_chunks_mut(8192)
             .zip(x.par_chunks(8192))
@@ -22,7 +22,7 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 
 /// `out[i] = f(a[i], b[i], c[i])` over equal-length slices, in parallel chunks for large inputs.
 pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::zero(); a.len()];
+    let mut out = crate::storage::alloc_zeroed::<T>(a.len());
     // Chunk `k` of the output covers elements k*CHUNK.. of every input.
     const CHUNK: usize = 8192;
     let kernel = |k: usize, o: &mut [T]| {
@@ -60,7 +60,7 @@ pub fn broadcast_map3<T: Float>(
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Vec<T> {
     let n: usize = out_dims.iter().product();
-    let mut out = vec![T::zero(); n];
+    let mut out = crate::storage::alloc_zeroed::<T>(n);
     if n == 0 {
         return out;
     }

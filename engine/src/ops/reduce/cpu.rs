@@ -14,6 +14,11 @@ pub struct Plan {
     /// Sizes and input strides of the reduced axes.
     reduced: Vec<(usize, usize)>,
     pub out_len: usize,
+    reduced_len: usize,
+    /// The reduced axes are the last ones: each output is one contiguous run of the input.
+    trailing: bool,
+    /// The reduced axes are the first ones: the input is (reduced_len, out_len) rows to add up.
+    leading: bool,
 }
 
 impl Plan {
@@ -28,10 +33,20 @@ impl Plan {
             }
         }
         let out_len = kept.iter().map(|k| k.0).product();
+        let reduced_len = reduced.iter().map(|k| k.0).product();
+        let r = axes.len();
+        let trailing = axes
+            .iter()
+            .enumerate()
+            .all(|(i, &a)| a == dims.len() - r + i);
+        let leading = axes.iter().enumerate().all(|(i, &a)| a == i);
         Plan {
             kept,
             reduced,
             out_len,
+            reduced_len,
+            trailing,
+            leading,
         }
     }
 
@@ -88,7 +103,63 @@ fn per_output<T: Send>(plan: &Plan, work: usize, f: impl Fn(usize) -> T + Sync +
     }
 }
 
+/// Sum of a contiguous run in f64, with eight independent accumulators so the loop vectorises.
+fn sum_run<T: Float>(x: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|v| v.f64()).sum();
+    for c in chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *a += v.f64();
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Elements per parallel task; fixed (not derived from the thread count) so the order of the
+/// partial sums, and so the result, is the same on every machine.
+const TASK: usize = 1 << 16;
+
 pub fn sum<T: Float>(x: &[T], plan: &Plan) -> Vec<T> {
+    let (rows, len) = (plan.out_len, plan.reduced_len);
+    if plan.trailing && len > 0 {
+        if rows == 1 || len >= TASK {
+            // Few long runs: split each run into tasks, add the partial sums in order.
+            return (0..rows)
+                .map(|r| {
+                    let run = &x[r * len..(r + 1) * len];
+                    let parts: Vec<f64> = run.par_chunks(TASK).map(sum_run).collect();
+                    T::of(parts.iter().sum())
+                })
+                .collect();
+        }
+        return per_output(plan, x.len(), |r| {
+            T::of(sum_run(&x[r * len..(r + 1) * len]))
+        });
+    }
+    if plan.leading && rows > 0 && len > 0 {
+        // (len, rows) row-major: add whole rows into per-task accumulators, then add those in order.
+        let rows_per_task = (TASK / rows).max(1);
+        let add_rows = |block: &[T]| {
+            let mut acc = vec![0.0f64; rows];
+            for row in block.chunks_exact(rows) {
+                for (a, v) in acc.iter_mut().zip(row) {
+                    *a += v.f64();
+                }
+            }
+            acc
+        };
+        let parts: Vec<Vec<f64>> = if x.len() >= PARALLEL_THRESHOLD {
+            x.par_chunks(rows_per_task * rows).map(add_rows).collect()
+        } else {
+            x.chunks(rows_per_task * rows).map(add_rows).collect()
+        };
+        let mut total = vec![0.0f64; rows];
+        for p in parts {
+            total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+        }
+        return total.into_iter().map(T::of).collect();
+    }
     per_output(plan, x.len(), |o| {
         let mut acc = 0.0f64;
         plan.for_each_reduced(o, |i| acc += x[i].f64());
