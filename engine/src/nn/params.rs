@@ -88,7 +88,7 @@ impl ParamStore {
     pub fn root(&self) -> ParamPath {
         ParamPath {
             store: self.clone(),
-            prefix: String::new(),
+            prefix: None,
         }
     }
 
@@ -232,7 +232,8 @@ fn validate_name(op: &'static str, full: &str) -> Result<()> {
 #[derive(Clone)]
 pub struct ParamPath {
     store: ParamStore,
-    prefix: String,
+    /// None at the root; `Some("")` (from `sub("")`) is kept so the bad name is reported.
+    prefix: Option<String>,
 }
 
 impl ParamPath {
@@ -240,22 +241,34 @@ impl ParamPath {
     pub fn sub(&self, name: &str) -> ParamPath {
         ParamPath {
             store: self.store.clone(),
-            prefix: self.full_name(name),
+            prefix: Some(self.full_name(name)),
         }
     }
 
     /// The dotted prefix of this scope ("" at the root).
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        self.prefix.as_deref().unwrap_or("")
     }
 
     /// The full name `name` gets in this scope.
     pub fn full_name(&self, name: &str) -> String {
-        if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
+        match &self.prefix {
+            None => name.to_string(),
+            Some(prefix) => format!("{prefix}.{name}"),
         }
+    }
+
+    /// The full name of a parameter or buffer `name`, which must be one component (scopes are
+    /// made with `sub`).
+    fn local_name(&self, op: &'static str, name: &str) -> Result<String> {
+        let full = self.full_name(name);
+        if name.contains('.') {
+            return Err(Error::invalid(
+                op,
+                format!("bad name '{full}': '{name}' must not contain '.' (use sub() for scopes)"),
+            ));
+        }
+        Ok(full)
     }
 
     pub fn store(&self) -> &ParamStore {
@@ -265,7 +278,7 @@ impl ParamPath {
     /// Registers a trainable parameter initialised with `init` and returns it: a leaf that
     /// requires a gradient and shares `init`'s storage. Float tensors only; duplicate names fail.
     pub fn param(&self, name: &str, init: Tensor) -> Result<Tensor> {
-        let full = self.full_name(name);
+        let full = self.local_name("ParamStore::param", name)?;
         if !init.dtype().is_float() {
             return Err(Error::DType {
                 op: "ParamStore::param",
@@ -280,7 +293,7 @@ impl ParamPath {
     /// Registers a buffer (any dtype, never given a gradient) and returns it. Layers update
     /// buffers in place through `storage_mut()`.
     pub fn buffer(&self, name: &str, tensor: Tensor) -> Result<Tensor> {
-        let full = self.full_name(name);
+        let full = self.local_name("ParamStore::buffer", name)?;
         self.store.register(full, tensor.detach(), false)
     }
 
