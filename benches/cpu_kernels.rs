@@ -61,6 +61,9 @@ struct Row {
     unit: &'static str,
 }
 
+/// A memory-bound case: its name, bytes moved per call, and the call.
+type Case<'a> = Box<dyn Fn() + 'a>;
+
 fn rand32(dims: &[usize], seed: u64) -> Tensor {
     Tensor::rand_uniform(dims.to_vec(), -1.0, 1.0, seed, DType::F32, Device::Cpu).unwrap()
 }
@@ -98,7 +101,7 @@ fn main() {
     let n = if quick { 1 << 20 } else { 1 << 24 };
     let (a, b) = (rand32(&[n], 3), rand32(&[n], 4));
     let bytes = (n * 4) as f64;
-    let elementwise: Vec<(&str, f64, Box<dyn Fn()>)> = vec![
+    let elementwise: Vec<(&str, f64, Case)> = vec![
         (
             "memcpy",
             2.0 * bytes,
