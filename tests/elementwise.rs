@@ -244,3 +244,25 @@ fn large_tensors_take_the_parallel_path() {
     let p = rows.mul(&col).unwrap().to_vec::<f32>().unwrap();
     assert!(p.iter().enumerate().all(|(i, &v)| v == rv[i] * cv[i / 512]));
 }
+
+#[test]
+fn nan_propagates_through_activations_and_extrema() {
+    let nan = t64(&[f64::NAN, 1.0], &[2]);
+    let other = t64(&[0.5, f64::NAN], &[2]);
+    for (name, out) in [
+        ("relu", nan.relu().unwrap()),
+        ("leaky_relu", nan.leaky_relu(0.1).unwrap()),
+        ("clamp", nan.clamp(-1.0, 1.0).unwrap()),
+        ("gelu", nan.gelu().unwrap()),
+        ("maximum", nan.maximum(&other).unwrap()),
+        ("minimum", nan.minimum(&other).unwrap()),
+    ] {
+        assert!(
+            values(&out)[0].is_nan(),
+            "{name} dropped a NaN: {:?}",
+            values(&out)
+        );
+    }
+    assert!(values(&nan.maximum(&other).unwrap())[1].is_nan());
+    assert!(values(&nan.minimum(&other).unwrap())[1].is_nan());
+}

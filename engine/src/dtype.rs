@@ -46,21 +46,18 @@ pub trait Float:
     + std::ops::SubAssign
     + std::ops::MulAssign
     + std::ops::DivAssign
-    + bytemuck::Pod
-    + Default
+    + crate::storage::Element
     + Send
     + Sync
     + fmt::Debug
     + fmt::Display
     + 'static
 {
-    const DTYPE: DType;
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
 }
 
 impl Float for f32 {
-    const DTYPE: DType = DType::F32;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x as f32
@@ -72,7 +69,6 @@ impl Float for f32 {
 }
 
 impl Float for f64 {
-    const DTYPE: DType = DType::F64;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x

@@ -5,6 +5,7 @@
 //! the CUDA backend adds a `cuda.rs` beside them.
 
 pub mod autograd;
+pub mod buffer_cache;
 pub mod device;
 pub mod dtype;
 pub mod error;

@@ -140,10 +140,12 @@ macro_rules! with_float2 {
 }
 
 /// Element types that have a CPU storage variant.
-pub trait Element: bytemuck::Pod + Send + Sync + 'static {
+pub trait Element: bytemuck::Pod + Default + Send + Sync + 'static {
     const DTYPE: DType;
     fn wrap(v: Vec<Self>) -> CpuStorage;
     fn slice(s: &CpuStorage) -> Option<&[Self]>;
+    /// The vector inside a storage of this element type, or the storage back.
+    fn unwrap(s: CpuStorage) -> std::result::Result<Vec<Self>, CpuStorage>;
 }
 
 macro_rules! element {
@@ -159,6 +161,12 @@ macro_rules! element {
                     _ => None,
                 }
             }
+            fn unwrap(s: CpuStorage) -> std::result::Result<Vec<Self>, CpuStorage> {
+                match s {
+                    CpuStorage::$variant(v) => Ok(v),
+                    other => Err(other),
+                }
+            }
         }
         impl From<Vec<$t>> for CpuStorage {
             fn from(v: Vec<$t>) -> CpuStorage {
@@ -170,31 +178,3 @@ macro_rules! element {
 element!(f32, F32, F32);
 element!(f64, F64, F64);
 element!(i64, I64, I64);
-
-/// A zero-filled buffer of `n` elements for a kernel's output. Large buffers are asked to be
-/// backed by transparent huge pages before their first touch: a fresh 64 MB output otherwise costs
-/// 16k page faults, which dominated elementwise throughput (see docs/performance.md).
-pub fn alloc_zeroed<T: bytemuck::Zeroable + Clone>(n: usize) -> Vec<T> {
-    // `vec![zero; n]` becomes calloc, whose large blocks are fresh, untouched mappings.
-    let v = vec![T::zeroed(); n];
-    advise_huge_pages(&v);
-    v
-}
-
-#[cfg(target_os = "linux")]
-fn advise_huge_pages<T>(v: &[T]) {
-    const HUGE: usize = 2 << 20;
-    let start = v.as_ptr() as usize;
-    let end = start + std::mem::size_of_val(v);
-    let (lo, hi) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
-    if hi > lo {
-        // Advice only: on failure (THP disabled) the buffer simply keeps small pages.
-        // SAFETY: [lo, hi) lies inside the live allocation of `v`; madvise does not change its contents.
-        unsafe {
-            libc::madvise(lo as *mut libc::c_void, hi - lo, libc::MADV_HUGEPAGE);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn advise_huge_pages<T>(_: &[T]) {}

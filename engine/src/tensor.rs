@@ -460,6 +460,18 @@ impl Tensor {
     }
 }
 
+impl Drop for Inner {
+    /// The last tensor over a storage hands its buffer to the CPU buffer cache for reuse.
+    fn drop(&mut self) {
+        if let Some(lock) = Arc::get_mut(&mut self.storage) {
+            let storage = lock.get_mut().unwrap_or_else(|e| e.into_inner());
+            let Storage::Cpu(cpu) =
+                std::mem::replace(storage, Storage::Cpu(CpuStorage::F32(Vec::new())));
+            crate::buffer_cache::recycle(cpu);
+        }
+    }
+}
+
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -156,13 +156,13 @@ impl AdamW {
             b: grad.dtype(),
         };
         let g_guard = grad.storage();
-        let g = T::slice(&g_guard).ok_or_else(bad)?;
+        let g = T::of_storage(&g_guard).ok_or_else(bad)?;
         let mut p_guard = param.storage_mut();
-        let p = T::slice_mut(&mut p_guard).ok_or_else(bad)?;
+        let p = T::of_storage_mut(&mut p_guard).ok_or_else(bad)?;
         let mut m_guard = st.m.storage_mut();
-        let m = T::slice_mut(&mut m_guard).ok_or_else(bad)?;
+        let m = T::of_storage_mut(&mut m_guard).ok_or_else(bad)?;
         let mut v_guard = st.v.storage_mut();
-        let v = T::slice_mut(&mut v_guard).ok_or_else(bad)?;
+        let v = T::of_storage_mut(&mut v_guard).ok_or_else(bad)?;
         cpu::adamw(p, g, m, v, &consts);
         Ok(())
     }

@@ -13,20 +13,20 @@ const CHUNK: usize = 1 << 14;
 
 /// Float element types whose CPU storage the optimizers can borrow mutably.
 pub(crate) trait OptFloat: Float {
-    fn slice(s: &Storage) -> Option<&[Self]>;
-    fn slice_mut(s: &mut Storage) -> Option<&mut [Self]>;
+    fn of_storage(s: &Storage) -> Option<&[Self]>;
+    fn of_storage_mut(s: &mut Storage) -> Option<&mut [Self]>;
 }
 
 macro_rules! opt_float {
     ($t:ty, $variant:ident) => {
         impl OptFloat for $t {
-            fn slice(s: &Storage) -> Option<&[Self]> {
+            fn of_storage(s: &Storage) -> Option<&[Self]> {
                 match s {
                     Storage::Cpu(CpuStorage::$variant(v)) => Some(v),
                     _ => None,
                 }
             }
-            fn slice_mut(s: &mut Storage) -> Option<&mut [Self]> {
+            fn of_storage_mut(s: &mut Storage) -> Option<&mut [Self]> {
                 match s {
                     Storage::Cpu(CpuStorage::$variant(v)) => Some(v),
                     _ => None,

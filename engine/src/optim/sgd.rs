@@ -131,14 +131,14 @@ impl Sgd {
             b: grad.dtype(),
         };
         let g_guard = grad.storage();
-        let g = T::slice(&g_guard).ok_or_else(bad)?;
+        let g = T::of_storage(&g_guard).ok_or_else(bad)?;
         let mut p_guard = slot.param.storage_mut();
-        let p = T::slice_mut(&mut p_guard).ok_or_else(bad)?;
+        let p = T::of_storage_mut(&mut p_guard).ok_or_else(bad)?;
         match momentum {
             None => cpu::sgd(p, g, None, &consts),
             Some((buf, _)) => {
                 let mut b_guard = buf.storage_mut();
-                let b = T::slice_mut(&mut b_guard).ok_or_else(bad)?;
+                let b = T::of_storage_mut(&mut b_guard).ok_or_else(bad)?;
                 cpu::sgd(p, g, Some(b), &consts);
             }
         }

@@ -38,8 +38,8 @@ pub fn dropout<T: Float>(x: &[T], seed: u64, p: f64) -> (Vec<T>, Vec<T>) {
     } else {
         T::zero()
     };
-    let mut out = crate::storage::alloc_zeroed::<T>(x.len());
-    let mut mask = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(x.len());
+    let mut mask = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     let kernel = |c: usize, o: &mut [T], m: &mut [T]| {
         let first = c * CHUNK;
         let x = &x[first..first + o.len()];

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 
 /// `out[i] = f(x[i])`, in parallel chunks for large inputs.
 pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(x.len());
     if x.len() >= PARALLEL_THRESHOLD {
         out.par_chunks_mut(8192)
             .zip(x.par_chunks(8192))
@@ -20,15 +20,40 @@ pub fn map<T: Float>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     out
 }
 
+/// Elements per parallel task.
+const CHUNK: usize = 8192;
+
+/// `out[i] = f(a[i], b[i])` over equal-length slices, in parallel chunks for large inputs.
+pub fn zip2<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(a.len());
+    let kernel = |((o, a), b): ((&mut [T], &[T]), &[T])| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    };
+    if a.len() >= PARALLEL_THRESHOLD {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .zip(b.par_chunks(CHUNK))
+            .for_each(kernel);
+    } else {
+        kernel(((&mut out, a), b));
+    }
+    out
+}
+
 /// `out[i] = f(a[i], b[i], c[i])` over equal-length slices, in parallel chunks for large inputs.
 pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(a.len());
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(a.len());
     // Chunk `k` of the output covers elements k*CHUNK.. of every input.
-    const CHUNK: usize = 8192;
     let kernel = |k: usize, o: &mut [T]| {
-        let start = k * CHUNK;
-        for (i, o) in o.iter_mut().enumerate() {
-            *o = f(a[start + i], b[start + i], c[start + i]);
+        let range = k * CHUNK..k * CHUNK + o.len();
+        let inputs = a[range.clone()]
+            .iter()
+            .zip(&b[range.clone()])
+            .zip(&c[range]);
+        for (o, ((&a, &b), &c)) in o.iter_mut().zip(inputs) {
+            *o = f(a, b, c);
         }
     };
     if a.len() >= PARALLEL_THRESHOLD {
@@ -43,13 +68,68 @@ pub fn zip3<T: Float>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T + Sync
     out
 }
 
+/// Expands `$kernel!(constructor)` in the match arm of each variant of a `UnaryOp`. The kernel
+/// builds the op *inside* its per-element closure, so the variant is a compile-time constant
+/// there: every op gets its own branch-free, vectorisable loop, with no `match` per element.
+macro_rules! for_each_unary {
+    ($op:expr, $kernel:ident) => {
+        match $op {
+            UnaryOp::Neg => $kernel!(UnaryOp::Neg),
+            UnaryOp::Exp => $kernel!(UnaryOp::Exp),
+            UnaryOp::Log => $kernel!(UnaryOp::Log),
+            UnaryOp::Sqrt => $kernel!(UnaryOp::Sqrt),
+            UnaryOp::Abs => $kernel!(UnaryOp::Abs),
+            UnaryOp::Relu => $kernel!(UnaryOp::Relu),
+            UnaryOp::Gelu => $kernel!(UnaryOp::Gelu),
+            UnaryOp::Sigmoid => $kernel!(UnaryOp::Sigmoid),
+            UnaryOp::Tanh => $kernel!(UnaryOp::Tanh),
+            UnaryOp::Softplus => $kernel!(UnaryOp::Softplus),
+            UnaryOp::LeakyRelu(s) => $kernel!(UnaryOp::LeakyRelu(s)),
+            UnaryOp::Powf(p) => $kernel!(UnaryOp::Powf(p)),
+            UnaryOp::AddScalar(s) => $kernel!(UnaryOp::AddScalar(s)),
+            UnaryOp::MulScalar(s) => $kernel!(UnaryOp::MulScalar(s)),
+            UnaryOp::Clamp(lo, hi) => $kernel!(UnaryOp::Clamp(lo, hi)),
+        }
+    };
+}
+
+/// The same for `BinaryOp`.
+macro_rules! for_each_binary {
+    ($op:expr, $kernel:ident) => {
+        match $op {
+            BinaryOp::Add => $kernel!(BinaryOp::Add),
+            BinaryOp::Sub => $kernel!(BinaryOp::Sub),
+            BinaryOp::Mul => $kernel!(BinaryOp::Mul),
+            BinaryOp::Div => $kernel!(BinaryOp::Div),
+            BinaryOp::Maximum => $kernel!(BinaryOp::Maximum),
+            BinaryOp::Minimum => $kernel!(BinaryOp::Minimum),
+            BinaryOp::Gt => $kernel!(BinaryOp::Gt),
+            BinaryOp::Ge => $kernel!(BinaryOp::Ge),
+            BinaryOp::Lt => $kernel!(BinaryOp::Lt),
+            BinaryOp::Le => $kernel!(BinaryOp::Le),
+            BinaryOp::Eq => $kernel!(BinaryOp::Eq),
+            BinaryOp::Ne => $kernel!(BinaryOp::Ne),
+        }
+    };
+}
+
 pub fn unary<T: Float>(op: UnaryOp, x: &[T]) -> Vec<T> {
-    map(x, |v| op.apply(v))
+    macro_rules! kernel {
+        ($o:expr) => {
+            map(x, move |v| $o.apply(v))
+        };
+    }
+    for_each_unary!(op, kernel)
 }
 
 /// `g * f'(x)` for the unary op, given the input `x`, its output `y` and the output gradient `g`.
 pub fn unary_grad<T: Float>(op: UnaryOp, x: &[T], y: &[T], g: &[T]) -> Vec<T> {
-    zip3(x, y, g, |x, y, g| g * op.derivative(x, y))
+    macro_rules! kernel {
+        ($o:expr) => {
+            zip3(x, y, g, move |x, y, g| g * $o.derivative(x, y))
+        };
+    }
+    for_each_unary!(op, kernel)
 }
 
 /// `out = f(a, b, c)` with each input broadcast to `out_dims` (inputs given with their own dims).
@@ -60,7 +140,7 @@ pub fn broadcast_map3<T: Float>(
     f: impl Fn(T, T, T) -> T + Sync,
 ) -> Vec<T> {
     let n: usize = out_dims.iter().product();
-    let mut out = crate::storage::alloc_zeroed::<T>(n);
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(n);
     if n == 0 {
         return out;
     }
@@ -112,13 +192,23 @@ pub fn binary<T: Float>(
 ) -> Vec<T> {
     if a_dims == b_dims {
         // No broadcasting: a flat zip, the common case in training.
-        return zip3(a, b, b, |x, y, _| op.apply(x, y));
+        macro_rules! flat {
+            ($o:expr) => {
+                zip2(a, b, move |x, y| $o.apply(x, y))
+            };
+        }
+        return for_each_binary!(op, flat);
     }
-    broadcast_map3(
-        [(a, a_dims), (b, b_dims), (b, b_dims)],
-        out_dims,
-        |x, y, _| op.apply(x, y),
-    )
+    macro_rules! broadcast {
+        ($o:expr) => {
+            broadcast_map3(
+                [(a, a_dims), (b, b_dims), (b, b_dims)],
+                out_dims,
+                move |x, y, _| $o.apply(x, y),
+            )
+        };
+    }
+    for_each_binary!(op, broadcast)
 }
 
 /// `cond != 0 ? a : b`, all three broadcast to `out_dims`.

@@ -61,7 +61,14 @@ impl UnaryOp {
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Abs => x.abs(),
-            UnaryOp::Relu => x.max(T::zero()),
+            // Comparisons rather than max(): NaN propagates (as in PyTorch) and the loop vectorises.
+            UnaryOp::Relu => {
+                if x < T::zero() {
+                    T::zero()
+                } else {
+                    x
+                }
+            }
             UnaryOp::LeakyRelu(s) => {
                 if x > T::zero() {
                     x
@@ -77,7 +84,15 @@ impl UnaryOp {
             UnaryOp::Powf(p) => x.powf(T::of(p)),
             UnaryOp::AddScalar(s) => x + T::of(s),
             UnaryOp::MulScalar(s) => x * T::of(s),
-            UnaryOp::Clamp(lo, hi) => x.max(T::of(lo)).min(T::of(hi)),
+            UnaryOp::Clamp(lo, hi) => {
+                if x < T::of(lo) {
+                    T::of(lo)
+                } else if x > T::of(hi) {
+                    T::of(hi)
+                } else {
+                    x
+                }
+            }
         }
     }
 
@@ -202,8 +217,21 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
-            BinaryOp::Maximum => a.max(b),
-            BinaryOp::Minimum => a.min(b),
+            // NaN in either operand gives NaN, as in PyTorch (f32::max would drop it).
+            BinaryOp::Maximum => {
+                if a.is_nan() || a > b {
+                    a
+                } else {
+                    b
+                }
+            }
+            BinaryOp::Minimum => {
+                if a.is_nan() || a < b {
+                    a
+                } else {
+                    b
+                }
+            }
             BinaryOp::Gt => mask(a > b),
             BinaryOp::Ge => mask(a >= b),
             BinaryOp::Lt => mask(a < b),

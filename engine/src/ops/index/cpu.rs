@@ -29,7 +29,7 @@ impl AxisView {
 /// `out[o, j, :] = src[o, idx[j], :]` for `src` viewed as `v`; one run copy per output row.
 pub fn index_select<T: Elem>(src: &[T], v: AxisView, idx: &[i64]) -> Vec<T> {
     let n = idx.len();
-    let mut out = crate::storage::alloc_zeroed::<T>(v.outer * n * v.inner);
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(v.outer * n * v.inner);
     for_each_row(&mut out, v.inner, |r, row| {
         let (o, j) = (r / n, r % n);
         let start = (o * v.size + idx[j] as usize) * v.inner;
@@ -89,7 +89,7 @@ pub fn gather<T: Elem>(
     idx: &[i64],
     idx_dims: &[usize],
 ) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(idx.len());
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(idx.len());
     let last = idx_dims.len() - 1;
     let src_strides = contiguous_strides(src_dims);
     let row = idx_dims[last];

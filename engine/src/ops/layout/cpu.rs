@@ -7,8 +7,8 @@ use crate::shape::contiguous_strides;
 use rayon::prelude::*;
 
 /// Element types the copies move (every dtype: copies never look at the values).
-pub trait Elem: Copy + Default + Send + Sync + bytemuck::Zeroable {}
-impl<T: Copy + Default + Send + Sync + bytemuck::Zeroable> Elem for T {}
+pub trait Elem: crate::storage::Element {}
+impl<T: crate::storage::Element> Elem for T {}
 
 /// Runs `kernel(row_index, row)` over consecutive rows of `out`, in parallel for large outputs.
 pub(crate) fn for_each_row<T: Elem>(
@@ -83,7 +83,7 @@ pub fn strided_copy<T: Elem>(
     strides: &[usize],
 ) -> Vec<T> {
     let n: usize = dims.iter().product();
-    let mut out = crate::storage::alloc_zeroed::<T>(n);
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(n);
     if n == 0 {
         return out;
     }
@@ -172,7 +172,7 @@ pub fn pad<T: Elem>(src: &[T], dims: &[usize], pads: &[(usize, usize)], value: T
 /// contributes to each of the `outer` output blocks.
 pub fn concat<T: Elem>(inputs: &[(&[T], usize)], outer: usize) -> Vec<T> {
     let block: usize = inputs.iter().map(|(_, run)| run).sum();
-    let mut out = crate::storage::alloc_zeroed::<T>(outer * block);
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(outer * block);
     for_each_row(&mut out, block, |o, dst| {
         let mut at = 0;
         for &(src, run) in inputs {

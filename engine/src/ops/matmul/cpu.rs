@@ -88,7 +88,7 @@ fn parallelism_for(macs: usize) -> Parallelism {
 pub fn batched<T: Float>(a: &[T], b: &[T], p: &Batched) -> Vec<T> {
     let (m, n, k) = (p.m, p.n, p.k);
     let batch = p.a_offsets.len();
-    let mut out = crate::storage::alloc_zeroed::<T>(batch * m * n);
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(batch * m * n);
     if out.is_empty() {
         return out;
     }
@@ -128,7 +128,7 @@ pub fn linear<T: Float>(
     inp: usize,
     out_features: usize,
 ) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(rows * out_features);
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(rows * out_features);
     if let Some(bias) = bias {
         if out_features > 0 {
             out.chunks_mut(out_features)

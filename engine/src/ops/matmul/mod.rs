@@ -126,7 +126,10 @@ fn linear_storage<T: Float + Element>(
         Some(Storage::Cpu(c)) => Some(T::slice(c).ok_or(Error::DType {
             op: "linear",
             got: c.dtype(),
-            msg: format!("the bias must be {} like the input", <T as Float>::DTYPE),
+            msg: format!(
+                "the bias must be {} like the input",
+                <T as crate::storage::Element>::DTYPE
+            ),
         })?),
         None => None,
     };

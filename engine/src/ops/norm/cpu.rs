@@ -99,7 +99,7 @@ pub fn batch_norm<T: Float>(
     weight: Option<&[T]>,
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     view.for_each_run(&mut out, |c, y, start| {
         let scale = invstd[c] * weight.map_or(T::one(), |w| w[c]);
         let shift = bias.map_or(T::zero(), |b| b[c]);
@@ -137,7 +137,7 @@ pub fn batch_norm_grad<T: Float>(
         .into_iter()
         .unzip();
     let count = view.count() as f64;
-    let mut dx = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut dx = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     view.for_each_run(&mut dx, |c, out, start| {
         let k = invstd[c] * weight.map_or(T::one(), |w| w[c]);
         let (mean_g, mean_gx) = if training {
@@ -195,7 +195,7 @@ pub fn layer_norm<T: Float>(
             / d as f64;
         s[0] = (T::of(mean), T::of(1.0 / (var + eps).sqrt()));
     });
-    let mut y = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut y = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     for_each_row(&mut y, d, x.len(), |r, out| {
         let (mean, invstd) = stats[r];
         for (j, (o, &v)) in out.iter_mut().zip(&x[r * d..(r + 1) * d]).enumerate() {
@@ -220,7 +220,7 @@ pub fn layer_norm_grad<T: Float>(
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let rows = mean.len();
     let xhat = |r: usize, j: usize| (x[r * d + j] - mean[r]) * invstd[r];
-    let mut dx = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut dx = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     for_each_row(&mut dx, d, x.len(), |r, out| {
         let w = |j: usize| weight.map_or(T::one(), |w| w[j]);
         let (mut sum, mut sum_x) = (0.0f64, 0.0f64);

@@ -93,12 +93,12 @@ fn lane_sum_exp<T: Float>(x: &[T], lanes: &Lanes, m: &[T], s: &mut [f64]) {
 /// Softmax (or log-softmax when `log`) of every lane; the max is subtracted first so large
 /// logits cannot overflow `exp`.
 pub fn softmax<T: Float>(x: &[T], lanes: &Lanes, log: bool) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     let block = lanes.block();
     for_each_block(lanes, &mut out, block, |b, y| {
         let x = &x[b * block..(b + 1) * block];
         let inner = lanes.inner;
-        let mut m = crate::storage::alloc_zeroed::<T>(inner);
+        let mut m = crate::buffer_cache::alloc_zeroed::<T>(inner);
         let mut s = vec![0.0f64; inner];
         lane_max(x, lanes, &mut m);
         lane_sum_exp(x, lanes, &m, &mut s);
@@ -126,7 +126,7 @@ fn lane_backward<T: Float>(
     reduce: impl Fn(T, T) -> f64 + Sync,
     map: impl Fn(T, T, T) -> T + Sync,
 ) -> Vec<T> {
-    let mut out = crate::storage::alloc_zeroed::<T>(y.len());
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(y.len());
     let block = lanes.block();
     for_each_block(lanes, &mut out, block, |b, gx| {
         let (y, g) = (
@@ -172,7 +172,7 @@ pub fn cross_entropy<T: Float>(
     for_each_block(lanes, &mut out, inner, |b, o| {
         let x = &x[b * block..(b + 1) * block];
         let t = &targets[b * inner..(b + 1) * inner];
-        let mut m = crate::storage::alloc_zeroed::<T>(inner);
+        let mut m = crate::buffer_cache::alloc_zeroed::<T>(inner);
         let mut s = vec![0.0f64; inner];
         let mut total = vec![0.0f64; inner];
         lane_max(x, lanes, &mut m);
@@ -216,7 +216,7 @@ pub fn cross_entropy_grad<T: Float>(
     eps: f64,
 ) -> Vec<T> {
     let (inner, n) = (lanes.inner, lanes.n);
-    let mut out = crate::storage::alloc_zeroed::<T>(x.len());
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(x.len());
     let block = lanes.block();
     let off = T::of(eps / n as f64);
     let on = T::of(1.0 - eps) + off;
