@@ -105,6 +105,10 @@ fn main() {
     // The memory reference: the same bytes copied into a warm, preallocated buffer on all cores,
     // the closest a CPU program gets to the machine's bandwidth limit.
     let src = a.to_vec::<f32>().unwrap();
+    // (n / 1024, 1024) rows with a (1024) bias: the broadcast of a Linear layer's bias, and
+    // the softmax over the last axis of attention scores and logits.
+    let matrix = a.reshape([n / 1024, 1024]).unwrap();
+    let bias = rand32(&[1024], 5);
     let dst = std::sync::Mutex::new(vec![0.0f32; n]);
     let elementwise: Vec<(&str, f64, Case)> = vec![
         (
@@ -119,6 +123,16 @@ fn main() {
         ),
         ("add", 3.0 * bytes, Box::new(|| drop(a.add(&b).unwrap()))),
         ("mul", 3.0 * bytes, Box::new(|| drop(a.mul(&b).unwrap()))),
+        (
+            "add_bcast",
+            2.0 * bytes,
+            Box::new(|| drop(matrix.add(&bias).unwrap())),
+        ),
+        (
+            "softmax",
+            2.0 * bytes,
+            Box::new(|| drop(matrix.softmax(-1).unwrap())),
+        ),
         ("exp", 2.0 * bytes, Box::new(|| drop(a.exp().unwrap()))),
         ("relu", 2.0 * bytes, Box::new(|| drop(a.relu().unwrap()))),
         ("sum", bytes, Box::new(|| drop(a.sum_all().unwrap()))),
@@ -140,6 +154,8 @@ fn main() {
         let what = match *kind {
             "memcpy" => format!("copy of {n} f32 into a warm buffer (the memory reference)"),
             "sum_rows" => format!("sum over rows of ({}, 1024) f32", n / 1024),
+            "add_bcast" => format!("add ({}, 1024) + (1024) f32, broadcast", n / 1024),
+            "softmax" => format!("softmax over rows of ({}, 1024) f32", n / 1024),
             k => format!("{k} over {n} f32"),
         };
         rows.push(Row {

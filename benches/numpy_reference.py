@@ -36,12 +36,21 @@ def main():
             b = rng.standard_normal((k, n), dtype=np.float32)
             reps = 5 if m * n * k >= 512**3 else 20
             emit(spec, median_time(lambda: a @ b, reps))
-        elif kind in ("add", "mul", "exp", "relu", "sum", "sum_rows", "memcpy"):
+        elif kind in ("add", "mul", "exp", "relu", "sum", "sum_rows", "memcpy", "add_bcast", "softmax"):
             n = int(arg)
             a = rng.standard_normal(n, dtype=np.float32)
             b = rng.standard_normal(n, dtype=np.float32)
             out = np.empty_like(a)
+            rows = a.reshape(-1, 1024)
+            bias = rng.standard_normal(1024, dtype=np.float32)
+
+            def softmax():
+                e = np.exp(rows - rows.max(axis=1, keepdims=True))
+                return e / e.sum(axis=1, keepdims=True)
+
             fns = {
+                "add_bcast": lambda: rows + bias,
+                "softmax": softmax,
                 "add": lambda: a + b,
                 "mul": lambda: a * b,
                 "exp": lambda: np.exp(a),
