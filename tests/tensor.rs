@@ -85,6 +85,9 @@ fn shape_errors_are_clear() {
     assert!(e.contains("item"), "{e}");
     assert!(Tensor::arange(0.0, 1.0, 0.0, DType::F32, Device::Cpu).is_err());
     assert!(Tensor::rand_uniform([2], 0.0, 1.0, 0, DType::I64, Device::Cpu).is_err());
+    // An empty or non-finite range is an error, not a panic inside the sampler.
+    assert!(Tensor::rand_uniform([2], 1.0, 1.0, 0, DType::F32, Device::Cpu).is_err());
+    assert!(Tensor::rand_uniform([2], 0.0, f64::INFINITY, 0, DType::F32, Device::Cpu).is_err());
 }
 
 #[test]

@@ -212,20 +212,15 @@ impl Tensor {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
-        if !dtype.is_float() {
-            return Err(Error::DType {
-                op: "rand_uniform",
-                got: dtype,
-                msg: "random fills are floating-point".into(),
-            });
+        if !low.is_finite() || !high.is_finite() || low >= high {
+            return Err(Error::invalid(
+                "rand_uniform",
+                format!("need finite low < high, got [{low}, {high})"),
+            ));
         }
-        let shape = shape.into();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<f64> = (0..shape.numel())
-            .map(|_| rng.gen_range(low..high))
-            .collect();
-        Tensor::from_storage(Storage::Cpu(CpuStorage::from_f64_vec(values, dtype)), shape)?
-            .to_device(device)
+        Tensor::random("rand_uniform", shape.into(), seed, dtype, device, |rng| {
+            rng.gen_range(low..high)
+        })
     }
 
     /// Normal samples with the given mean and standard deviation, reproducible from `seed`.
@@ -237,23 +232,32 @@ impl Tensor {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
+        Tensor::random("rand_normal", shape.into(), seed, dtype, device, |rng| {
+            // Box-Muller; 1 - u keeps the logarithm finite.
+            let u1: f64 = 1.0 - rng.gen::<f64>();
+            let u2: f64 = rng.gen();
+            mean + std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        })
+    }
+
+    /// A float tensor of `sample` draws from a ChaCha8 stream seeded with `seed`.
+    fn random(
+        op: &'static str,
+        shape: Shape,
+        seed: u64,
+        dtype: DType,
+        device: Device,
+        mut sample: impl FnMut(&mut rand_chacha::ChaCha8Rng) -> f64,
+    ) -> Result<Tensor> {
         if !dtype.is_float() {
             return Err(Error::DType {
-                op: "rand_normal",
+                op,
                 got: dtype,
                 msg: "random fills are floating-point".into(),
             });
         }
-        let shape = shape.into();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<f64> = (0..shape.numel())
-            .map(|_| {
-                // Box-Muller; 1 - u keeps the logarithm finite.
-                let u1: f64 = 1.0 - rng.gen::<f64>();
-                let u2: f64 = rng.gen();
-                mean + std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-            })
-            .collect();
+        let values: Vec<f64> = (0..shape.numel()).map(|_| sample(&mut rng)).collect();
         Tensor::from_storage(Storage::Cpu(CpuStorage::from_f64_vec(values, dtype)), shape)?
             .to_device(device)
     }
