@@ -612,6 +612,16 @@ for name, info in header.items():
     buf = io.BytesIO()
     np.save(buf, npy)
     assert buf.getvalue() == open(d + "/" + name + ".npy", "rb").read(), name
+try:
+    from safetensors.numpy import load_file
+except ImportError:
+    print("the safetensors package is absent: checked with json + numpy only")
+else:
+    loaded = load_file(d + "/m.safetensors")
+    assert sorted(loaded) == sorted(header), sorted(loaded)
+    for name in header:
+        assert np.array_equal(loaded[name], np.load(d + "/" + name + ".npy")), name
+    print("read back with the safetensors package")
 np.save(d + "/from_python.npy", np.arange(12, dtype="<f8").reshape(3, 4) / 7)
 print("ok")
 "#;
@@ -627,6 +637,7 @@ print("ok")
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     let from_python = load_npy(dir.path().join("from_python.npy")).unwrap();
     assert_eq!(from_python.dims(), &[3, 4]);
     let want: Vec<f64> = (0..12).map(|i| i as f64 / 7.0).collect();
