@@ -3,6 +3,18 @@
 //! Every op lives in `ops/<family>/`: `mod.rs` holds the public API (methods on [`Tensor`]),
 //! the shape checks and the backward rule; `cpu.rs` holds the reference kernels (f32 and f64);
 //! the CUDA backend adds a `cuda.rs` beside them.
+//!
+//! ```
+//! use engine::{DType, Device, Tensor};
+//! # fn main() -> engine::Result<()> {
+//! let x = Tensor::rand_normal([4, 3], 0.0, 1.0, 42, DType::F32, Device::Cpu)?.with_requires_grad()?;
+//! let loss = x.tanh()?.square()?.mean_all()?;
+//! loss.backward()?;
+//! let grad = x.grad().expect("x is a leaf that requires a gradient");
+//! assert_eq!(grad.dims(), &[4, 3]);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod autograd;
 pub mod buffer_cache;
