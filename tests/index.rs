@@ -6,19 +6,6 @@ mod common;
 use common::*;
 use rcmcl::engine::{DType, Device, Error, Tensor};
 
-fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; dims.len()];
-    for k in (0..dims.len()).rev() {
-        idx[k] = i % dims[k];
-        i /= dims[k];
-    }
-    idx
-}
-
-fn ravel(idx: &[usize], dims: &[usize]) -> usize {
-    idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i)
-}
-
 /// Reproducible pseudo-random indices in `0..size` (a small LCG: the tests need no rand crate).
 fn rand_indices(n: usize, size: usize, seed: u64) -> Vec<i64> {
     let mut s = seed

@@ -6,20 +6,6 @@ mod common;
 use common::*;
 use rcmcl::engine::{DType, Device, Error, Tensor};
 
-/// Row-major multi-index of flat position `i` in `dims`.
-fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; dims.len()];
-    for k in (0..dims.len()).rev() {
-        idx[k] = i % dims[k];
-        i /= dims[k];
-    }
-    idx
-}
-
-fn ravel(idx: &[usize], dims: &[usize]) -> usize {
-    idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i)
-}
-
 /// 0, 1, 2, ... as f64, so every element says where it came from.
 fn iota(dims: &[usize]) -> Tensor {
     let n: usize = dims.iter().product();

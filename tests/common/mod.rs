@@ -44,3 +44,18 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64) {
 pub fn values(t: &Tensor) -> Vec<f64> {
     t.to_f64_vec().unwrap()
 }
+
+/// Row-major multi-index of flat position `i` in `dims`.
+pub fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; dims.len()];
+    for k in (0..dims.len()).rev() {
+        idx[k] = i % dims[k];
+        i /= dims[k];
+    }
+    idx
+}
+
+/// Flat row-major position of multi-index `idx` in `dims`.
+pub fn ravel(idx: &[usize], dims: &[usize]) -> usize {
+    idx.iter().zip(dims).fold(0, |acc, (&i, &d)| acc * d + i)
+}
