@@ -55,6 +55,9 @@ pub trait Float:
 {
     fn of(x: f64) -> Self;
     fn f64(self) -> f64;
+    /// `exp` as the CPU kernels compute it: vectorisable for f32 (see `math::exp_f32`), libm's
+    /// for f64 (the reference precision).
+    fn exp_k(self) -> Self;
 }
 
 impl Float for f32 {
@@ -66,6 +69,10 @@ impl Float for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn exp_k(self) -> Self {
+        crate::math::exp_f32(self)
+    }
 }
 
 impl Float for f64 {
@@ -76,5 +83,9 @@ impl Float for f64 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn exp_k(self) -> Self {
+        self.exp()
     }
 }

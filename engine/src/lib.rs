@@ -23,6 +23,7 @@ pub mod dtype;
 pub mod error;
 pub mod gradcheck;
 pub mod io;
+pub mod math;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -57,7 +57,7 @@ impl UnaryOp {
     pub fn apply<T: Float>(self, x: T) -> T {
         match self {
             UnaryOp::Neg => -x,
-            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp => x.exp_k(),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Abs => x.abs(),
@@ -79,7 +79,7 @@ impl UnaryOp {
             UnaryOp::Gelu => x * normal_cdf(x),
             UnaryOp::Sigmoid => sigmoid(x),
             // softplus(x) = max(x, 0) + log1p(exp(-|x|)): no overflow for large |x|.
-            UnaryOp::Softplus => x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Softplus => x.max(T::zero()) + (-x.abs()).exp_k().ln_1p(),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Powf(p) => x.powf(T::of(p)),
             UnaryOp::AddScalar(s) => x + T::of(s),
@@ -162,9 +162,9 @@ impl UnaryOp {
 fn sigmoid<T: Float>(x: T) -> T {
     // Two branches so exp never overflows.
     if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+        T::one() / (T::one() + (-x).exp_k())
     } else {
-        let e = x.exp();
+        let e = x.exp_k();
         e / (T::one() + e)
     }
 }

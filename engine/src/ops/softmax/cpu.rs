@@ -85,7 +85,7 @@ fn lane_sum_exp<T: Float>(x: &[T], lanes: &Lanes, m: &[T], s: &mut [f64]) {
     s.iter_mut().for_each(|v| *v = 0.0);
     for k in 0..lanes.n {
         for i in 0..inner {
-            s[i] += (x[k * inner + i] - m[i]).exp().f64();
+            s[i] += (x[k * inner + i] - m[i]).exp_k().f64();
         }
     }
 }
@@ -98,6 +98,9 @@ pub fn softmax<T: Float>(x: &[T], lanes: &Lanes, log: bool) -> Vec<T> {
     for_each_block(lanes, &mut out, block, |b, y| {
         let x = &x[b * block..(b + 1) * block];
         let inner = lanes.inner;
+        if inner == 1 {
+            return softmax_row(x, y, log);
+        }
         let mut m = crate::buffer_cache::alloc_zeroed::<T>(inner);
         let mut s = vec![0.0f64; inner];
         lane_max(x, lanes, &mut m);
@@ -111,11 +114,49 @@ pub fn softmax<T: Float>(x: &[T], lanes: &Lanes, log: bool) -> Vec<T> {
             let inv: Vec<T> = s.iter().map(|&v| T::of(1.0 / v)).collect();
             for (j, (yj, &xj)) in y.iter_mut().zip(x).enumerate() {
                 let i = j % inner;
-                *yj = (xj - m[i]).exp() * inv[i];
+                *yj = (xj - m[i]).exp_k() * inv[i];
             }
         }
     });
     out
+}
+
+/// Softmax along one contiguous row (the last axis): exponentials written straight into the
+/// output, summed with eight f64 accumulators, then scaled, so each pass vectorises.
+fn softmax_row<T: Float>(x: &[T], y: &mut [T], log: bool) {
+    let m = x.iter().fold(x[0], |a, &v| if v > a { v } else { a });
+    for (yj, &xj) in y.iter_mut().zip(x) {
+        *yj = (xj - m).exp_k();
+    }
+    let s = sum_pairs(y, y, |e, _| e.f64());
+    if log {
+        let shift = m + T::of(s.ln());
+        for (yj, &xj) in y.iter_mut().zip(x) {
+            *yj = xj - shift;
+        }
+    } else {
+        let inv = T::of(1.0 / s);
+        y.iter_mut().for_each(|yj| *yj *= inv);
+    }
+}
+
+/// `sum_j f(a_j, b_j)` in f64 with eight independent accumulators (a serial f64 sum is bound by
+/// the latency of one addition per element).
+fn sum_pairs<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f(x, y))
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += f(xa[l], xb[l]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// A backward rule of the shape `gx = map(y, g, sum_k reduce(y_k, g_k))` along every lane.
@@ -134,6 +175,13 @@ fn lane_backward<T: Float>(
             &g[b * block..(b + 1) * block],
         );
         let inner = lanes.inner;
+        if inner == 1 {
+            let acc = T::of(sum_pairs(y, g, &reduce));
+            for ((o, &yj), &gj) in gx.iter_mut().zip(y).zip(g) {
+                *o = map(yj, gj, acc);
+            }
+            return;
+        }
         let mut acc = vec![0.0f64; inner];
         for (j, (&yj, &gj)) in y.iter().zip(g).enumerate() {
             acc[j % inner] += reduce(yj, gj);
@@ -153,7 +201,7 @@ pub fn softmax_grad<T: Float>(y: &[T], g: &[T], lanes: &Lanes) -> Vec<T> {
 
 /// d log_softmax: `g - exp(y) * sum(g)` along each lane.
 pub fn log_softmax_grad<T: Float>(y: &[T], g: &[T], lanes: &Lanes) -> Vec<T> {
-    lane_backward(y, g, lanes, |_, g| g.f64(), |y, g, sum| g - y.exp() * sum)
+    lane_backward(y, g, lanes, |_, g| g.f64(), |y, g, sum| g - y.exp_k() * sum)
 }
 
 /// Fused log-softmax + negative log-likelihood over the class axis, with label smoothing `eps`
@@ -228,7 +276,7 @@ pub fn cross_entropy_grad<T: Float>(
             let w = g[lane * g_stride] * T::of(scale);
             let q = if targets[lane] as usize == k { on } else { off };
             let (m, log_sum) = (stats[2 * lane], stats[2 * lane + 1]);
-            *o = ((x[j] - m - log_sum).exp() - q) * w;
+            *o = ((x[j] - m - log_sum).exp_k() - q) * w;
         }
     });
     out
