@@ -62,6 +62,10 @@ impl Plan {
     /// Calls `f` with the input offset of each element reduced into output `o`, in row-major order.
     #[inline]
     fn for_each_reduced(&self, o: usize, mut f: impl FnMut(usize)) {
+        if self.reduced_len == 0 {
+            // An empty block: the sum is 0 (callers that need an element reject this earlier).
+            return;
+        }
         let base = self.base_offset(o);
         if self.reduced.is_empty() {
             f(base);
