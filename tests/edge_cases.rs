@@ -104,15 +104,22 @@ fn cases() -> Vec<Case> {
 fn degenerate_shapes_give_values_or_errors_never_panics() {
     let shapes: [&[usize]; 5] = [&[0, 3], &[3, 0], &[0, 0], &[1, 1], &[2, 1, 0]];
     let mut panics = Vec::new();
-    for dims in shapes {
-        let x = Tensor::zeros(dims.to_vec(), DType::F64, Device::Cpu).unwrap();
+    // Integer tensors go through the float ops too: a dtype error each, never a panic.
+    let inputs = shapes
+        .iter()
+        .flat_map(|d| [DType::F64, DType::I64].map(|t| (d.to_vec(), t)));
+    for (dims, dtype) in inputs.chain([(vec![2, 3], DType::I64), (vec![3], DType::I64)]) {
+        let x = Tensor::full(dims.clone(), 1.0, dtype, Device::Cpu).unwrap();
         for (name, f) in cases() {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(&x))) {
                 let msg = p
                     .downcast_ref::<String>()
                     .cloned()
                     .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
-                panics.push(format!("{name} on {dims:?}: {}", msg.unwrap_or_default()));
+                panics.push(format!(
+                    "{name} on {dims:?} {dtype}: {}",
+                    msg.unwrap_or_default()
+                ));
             }
         }
     }
