@@ -237,21 +237,7 @@ fn batch_norm_matches_composite_on_the_parallel_path() {
     assert_close(&values(&y), &values(&yr), 1e-12);
     y.backward_with(&g).unwrap();
     yr.backward_with(&g).unwrap();
-    assert_close(
-        &values(&x.grad().unwrap()),
-        &values(&xr.grad().unwrap()),
-        1e-10,
-    );
-    assert_close(
-        &values(&w.grad().unwrap()),
-        &values(&wr.grad().unwrap()),
-        1e-10,
-    );
-    assert_close(
-        &values(&b.grad().unwrap()),
-        &values(&br.grad().unwrap()),
-        1e-10,
-    );
+    assert_grads_match(&[(&x, &xr), (&w, &wr), (&b, &br)]);
 }
 
 #[test]
@@ -395,21 +381,7 @@ fn layer_norm_matches_composite_on_the_parallel_path() {
     assert_close(&values(&y), &values(&yr), 1e-12);
     y.backward_with(&g).unwrap();
     yr.backward_with(&g).unwrap();
-    assert_close(
-        &values(&x.grad().unwrap()),
-        &values(&xr.grad().unwrap()),
-        1e-10,
-    );
-    assert_close(
-        &values(&w.grad().unwrap()),
-        &values(&wr.grad().unwrap()),
-        1e-10,
-    );
-    assert_close(
-        &values(&b.grad().unwrap()),
-        &values(&br.grad().unwrap()),
-        1e-10,
-    );
+    assert_grads_match(&[(&x, &xr), (&w, &wr), (&b, &br)]);
     // f32 agrees with f64.
     let y32 = x
         .detach()
@@ -444,4 +416,15 @@ fn layer_norm_errors() {
     );
     assert!(x.layer_norm(1, None, Some(&rand64(&[3], 2)), 1e-5).is_err());
     assert!(x.layer_norm(1, None, None, f64::NAN).is_err());
+}
+
+/// Each pair of leaves (fused kernel, composite reference) got the same gradient.
+fn assert_grads_match(pairs: &[(&Tensor, &Tensor)]) {
+    for (fused, reference) in pairs {
+        assert_close(
+            &values(&fused.grad().unwrap()),
+            &values(&reference.grad().unwrap()),
+            1e-10,
+        );
+    }
 }
