@@ -20,11 +20,29 @@ impl Device {
     }
 
     /// CUDA device `ordinal`, or an error saying what is missing.
+    /// Never panics: a machine without a driver, a device or NVRTC gets an error naming it.
     pub fn cuda(ordinal: usize) -> crate::Result<Device> {
-        let _ = ordinal;
-        Err(crate::Error::CudaUnavailable(
-            "this build has no CUDA backend (build with `--features cuda` once the CUDA backend lands)".into(),
-        ))
+        #[cfg(feature = "cuda")]
+        {
+            crate::cuda::gpu(ordinal).map(|_| Device::Cuda(ordinal))
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            let _ = ordinal;
+            Err(crate::Error::CudaUnavailable(
+                "this build has no CUDA backend (build with `--features cuda`)".into(),
+            ))
+        }
+    }
+
+    /// Every usable CUDA device, in ordinal order (empty without the `cuda` feature or a GPU).
+    pub fn cuda_devices() -> Vec<Device> {
+        (0..).map_while(|i| Device::cuda(i).ok()).collect()
+    }
+
+    /// Why CUDA device 0 cannot be used, or `None` when it can.
+    pub fn cuda_unavailable_reason() -> Option<String> {
+        Device::cuda(0).err().map(|e| e.to_string())
     }
 
     pub fn is_cpu(self) -> bool {

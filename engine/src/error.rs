@@ -57,6 +57,28 @@ pub enum Error {
     #[error("CUDA is unavailable: {0}")]
     CudaUnavailable(String),
 
+    /// A CUDA driver, cuBLAS or launch failure; `context` says what the engine was doing.
+    #[error("CUDA error while {context}: {msg}")]
+    Cuda { context: String, msg: String },
+
+    #[error("CUDA out of memory on cuda:{device}: asked for {requested} bytes with {in_use} bytes in use by tensors and {cached} cached ({free} of {total} bytes free on the device)")]
+    OutOfMemory {
+        device: usize,
+        requested: usize,
+        in_use: usize,
+        cached: usize,
+        free: usize,
+        total: usize,
+    },
+
+    /// NVRTC rejected a kernel source; `log` is the compiler's own message.
+    #[error("{file}: NVRTC could not compile it for {arch}:\n{log}")]
+    KernelCompile {
+        file: String,
+        arch: String,
+        log: String,
+    },
+
     #[error("{}: {msg}{}", path.display(), tensor.as_ref().map(|t| format!(" (tensor '{t}')")).unwrap_or_default())]
     Checkpoint {
         path: PathBuf,
@@ -80,6 +102,14 @@ impl Error {
             op,
             shapes: shapes.iter().map(|s| s.to_vec()).collect(),
             msg: msg.into(),
+        }
+    }
+
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda(context: impl Into<String>, err: impl std::fmt::Debug) -> Error {
+        Error::Cuda {
+            context: context.into(),
+            msg: format!("{err:?}"),
         }
     }
 

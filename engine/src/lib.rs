@@ -18,6 +18,8 @@
 
 pub mod autograd;
 pub mod buffer_cache;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod device;
 pub mod dtype;
 pub mod error;

@@ -79,22 +79,73 @@ impl CpuStorage {
     }
 }
 
-#[derive(Clone, Debug)]
+/// A tensor's elements on one device. Not `Clone`: copying device memory can fail (out of
+/// memory), so it is the explicit [`Storage::try_clone`].
+#[derive(Debug)]
 pub enum Storage {
     Cpu(CpuStorage),
+    #[cfg(feature = "cuda")]
+    Cuda(crate::cuda::CudaStorage),
 }
 
 impl Storage {
     pub fn dtype(&self) -> DType {
         match self {
             Storage::Cpu(s) => s.dtype(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.dtype(),
         }
     }
 
     pub fn len(&self) -> usize {
         match self {
             Storage::Cpu(s) => s.len(),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => s.len(),
         }
+    }
+
+    pub fn device(&self) -> crate::Device {
+        match self {
+            Storage::Cpu(_) => crate::Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => crate::Device::Cuda(s.ordinal()),
+        }
+    }
+
+    /// The host storage, or `None` for a device storage.
+    pub fn as_cpu(&self) -> Option<&CpuStorage> {
+        match self {
+            Storage::Cpu(c) => Some(c),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
+    pub fn into_cpu(self) -> Option<CpuStorage> {
+        match self {
+            Storage::Cpu(c) => Some(c),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
+    /// A copy of the elements on the same device.
+    pub fn try_clone(&self) -> crate::Result<Storage> {
+        Ok(match self {
+            Storage::Cpu(s) => Storage::Cpu(s.clone()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Storage::Cuda(s.duplicate()?),
+        })
+    }
+
+    /// A converted copy on the same device.
+    pub fn to_dtype(&self, dtype: DType) -> crate::Result<Storage> {
+        Ok(match self {
+            Storage::Cpu(s) => Storage::Cpu(s.to_dtype(dtype)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(s) => Storage::Cuda(s.to_dtype(dtype)?),
+        })
     }
 
     pub fn is_empty(&self) -> bool {

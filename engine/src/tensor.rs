@@ -33,10 +33,7 @@ impl Tensor {
     ) -> Tensor {
         let (dtype, device) = {
             let s = storage.read().expect("storage lock");
-            let device = match &*s {
-                Storage::Cpu(_) => Device::Cpu,
-            };
-            (s.dtype(), device)
+            (s.dtype(), s.device())
         };
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -161,6 +158,12 @@ impl Tensor {
     ) -> Result<Tensor> {
         let shape = shape.into();
         let n = shape.numel();
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(i) = device {
+            let gpu = crate::cuda::gpu(i)?;
+            let s = crate::cuda::CudaStorage::full(&gpu, n, value, dtype)?;
+            return Tensor::from_storage(Storage::Cuda(s), shape);
+        }
         let storage = match dtype {
             DType::F32 => CpuStorage::F32(vec![value as f32; n]),
             DType::F64 => CpuStorage::F64(vec![value; n]),
@@ -318,22 +321,20 @@ impl Tensor {
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         let cpu = self.to_device(Device::Cpu)?;
         let s = cpu.storage();
-        match &*s {
-            Storage::Cpu(c) => T::slice(c).map(|v| v.to_vec()).ok_or(Error::DType {
-                op: "to_vec",
-                got: self.dtype(),
-                msg: format!("asked for {} elements", T::DTYPE),
-            }),
-        }
+        let c = s.as_cpu().expect("to_device(Cpu) gives host storage");
+        T::slice(c).map(|v| v.to_vec()).ok_or(Error::DType {
+            op: "to_vec",
+            got: self.dtype(),
+            msg: format!("asked for {} elements", T::DTYPE),
+        })
     }
 
     /// The elements converted to f64, whatever the dtype.
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         let cpu = self.to_device(Device::Cpu)?;
         let s = cpu.storage();
-        match &*s {
-            Storage::Cpu(c) => Ok(c.to_f64_vec()),
-        }
+        let c = s.as_cpu().expect("to_device(Cpu) gives host storage");
+        Ok(c.to_f64_vec())
     }
 
     /// The value of a one-element tensor, as f64.
@@ -355,9 +356,7 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let storage = match &*self.storage() {
-            Storage::Cpu(c) => Storage::Cpu(c.to_dtype(dtype)),
-        };
+        let storage = self.storage().to_dtype(dtype)?;
         if !dtype.is_float() || !self.dtype().is_float() {
             return Ok(Tensor::from_op_no_grad(storage, self.shape().clone()));
         }
@@ -371,14 +370,49 @@ impl Tensor {
         ))
     }
 
-    /// The tensor on `device`; the same tensor when it is already there.
+    /// The tensor on `device`; the same tensor when it is already there. Differentiable: the
+    /// gradient goes back to the source device.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         if device == self.device() {
             return Ok(self.clone());
         }
+        let storage = self.storage_on(device)?;
+        let from = self.device();
+        Ok(Tensor::from_op(
+            "to_device",
+            storage,
+            self.shape().clone(),
+            &[self],
+            Box::new(move |g, _| Ok(vec![Some(g.to_device(from)?)])),
+        ))
+    }
+
+    /// A copy of the elements on another device.
+    #[cfg(feature = "cuda")]
+    fn storage_on(&self, device: Device) -> Result<Storage> {
+        let src = self.storage();
+        Ok(match (&*src, device) {
+            (Storage::Cuda(c), Device::Cpu) => Storage::Cpu(c.to_cpu()?),
+            (Storage::Cpu(c), Device::Cuda(i)) => Storage::Cuda(
+                crate::cuda::CudaStorage::from_cpu(&crate::cuda::gpu(i)?, c)?,
+            ),
+            (Storage::Cuda(c), Device::Cuda(i)) => {
+                // Between two GPUs through the host: simple, and rare in this project.
+                let host = c.to_cpu()?;
+                Storage::Cuda(crate::cuda::CudaStorage::from_cpu(
+                    &crate::cuda::gpu(i)?,
+                    &host,
+                )?)
+            }
+            (Storage::Cpu(_), Device::Cpu) => unreachable!("same device returns early"),
+        })
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn storage_on(&self, device: Device) -> Result<Storage> {
         match device {
-            Device::Cpu => unreachable!("only CPU storage exists in this build"),
-            Device::Cuda(i) => Device::cuda(i).map(|_| self.clone()),
+            Device::Cpu => unreachable!("only CPU storage exists without the cuda feature"),
+            Device::Cuda(i) => Device::cuda(i).map(|_| unreachable!("no CUDA without the feature")),
         }
     }
 
@@ -469,9 +503,11 @@ impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(lock) = Arc::get_mut(&mut self.storage) {
             let storage = lock.get_mut().unwrap_or_else(|e| e.into_inner());
-            let Storage::Cpu(cpu) =
-                std::mem::replace(storage, Storage::Cpu(CpuStorage::F32(Vec::new())));
-            crate::buffer_cache::recycle(cpu);
+            // A CUDA buffer goes back to the device's caching allocator when it drops.
+            let taken = std::mem::replace(storage, Storage::Cpu(CpuStorage::F32(Vec::new())));
+            if let Some(cpu) = taken.into_cpu() {
+                crate::buffer_cache::recycle(cpu);
+            }
         }
     }
 }

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 use rcmcl::engine::gradcheck::{assert_gradients, GradCheck};
+pub mod gpu;
+
 use rcmcl::engine::{DType, Device, Result, Tensor};
 
 /// Uniform f64 values in [-2, 2): random enough that wrong indexing changes the result.

@@ -51,6 +51,8 @@ impl safetensors::View for TensorBytes<'_> {
 fn storage_bytes(s: &Storage) -> &[u8] {
     match s {
         Storage::Cpu(c) => c.as_bytes(),
+        #[cfg(feature = "cuda")]
+        Storage::Cuda(_) => unreachable!("save_checkpoint copies device tensors to the host first"),
     }
 }
 
@@ -70,6 +72,11 @@ pub fn save_checkpoint(
             format!("metadata key '{key}' uses the reserved prefix '{CRC_PREFIX}'"),
         ));
     }
+    // Device tensors are copied to the host once, here; host tensors keep their storage.
+    let tensors = &tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), t.detach().to_device(crate::Device::Cpu)?)))
+        .collect::<Result<Vec<_>>>()?;
     let mut seen = HashSet::new();
     for (name, _) in tensors {
         if name.is_empty() || name == "__metadata__" {
@@ -302,7 +309,7 @@ impl Checkpoint {
     /// on `target` sees the loaded values.
     pub fn copy_into(&self, name: &str, target: &Tensor) -> Result<()> {
         let src = self.source_for(name, target)?;
-        let values = src.storage().clone();
+        let values = src.to_device(target.device())?.storage().try_clone()?;
         *target.storage_mut() = values;
         Ok(())
     }
@@ -317,7 +324,7 @@ impl Checkpoint {
             .map(|(name, t)| self.source_for(name, t))
             .collect::<Result<Vec<_>>>()?;
         for ((_, target), src) in targets.iter().zip(sources) {
-            let values = src.storage().clone();
+            let values = src.to_device(target.device())?.storage().try_clone()?;
             *target.storage_mut() = values;
         }
         Ok(())

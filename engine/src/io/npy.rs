@@ -3,7 +3,7 @@
 //! with spaces to a multiple of 64 bytes and ended by a newline.
 
 use super::{check_little_endian, decode_le, file_error, write_atomically};
-use crate::{DType, Device, Result, Storage, Tensor};
+use crate::{DType, Device, Result, Tensor};
 use std::io::Write;
 use std::path::Path;
 
@@ -73,10 +73,12 @@ pub fn save_npy(path: impl AsRef<Path>, tensor: &Tensor) -> Result<()> {
     let path = path.as_ref();
     check_little_endian(path)?;
     let header = npy_header(tensor.dtype(), tensor.dims());
+    let tensor = tensor.to_device(crate::Device::Cpu)?;
     let storage = tensor.storage();
-    let bytes = match &*storage {
-        Storage::Cpu(c) => c.as_bytes(),
-    };
+    let bytes = storage
+        .as_cpu()
+        .expect("copied to the host above")
+        .as_bytes();
     write_atomically(path, |w| {
         w.write_all(&header)?;
         w.write_all(bytes)

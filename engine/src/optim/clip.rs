@@ -11,6 +11,8 @@ pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
         if let Some(g) = p.grad() {
             sum += match &*g.storage() {
                 Storage::Cpu(c) => cpu::sum_of_squares(c),
+                #[cfg(feature = "cuda")]
+                _ => return Err(crate::ops::cuda_todo("optim")),
             };
         }
     }

@@ -85,7 +85,7 @@ fn grad_of(op: &'static str, name: &str, param: &Tensor) -> Result<Option<Tensor
         ));
     }
     if g.same_storage(param) {
-        let copy = g.storage().clone();
+        let copy = g.storage().try_clone()?;
         return Ok(Some(Tensor::from_storage(copy, g.shape().clone())?));
     }
     Ok(Some(g))
@@ -93,7 +93,7 @@ fn grad_of(op: &'static str, name: &str, param: &Tensor) -> Result<Option<Tensor
 
 /// A copy with its own storage (state must not alias tensors the caller keeps).
 fn own_copy(t: &Tensor) -> Result<Tensor> {
-    let storage: Storage = t.storage().clone();
+    let storage: Storage = t.storage().try_clone()?;
     Tensor::from_storage(storage, t.shape().clone())
 }
 

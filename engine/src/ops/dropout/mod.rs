@@ -37,6 +37,8 @@ impl Tensor {
                     Storage::Cpu(CpuStorage::from(mask)),
                 )
             })?,
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("dropout")),
         };
         // The mask holds the multiplier (0 or 1 / (1 - p)) so backward is one elementwise product.
         let mask = Tensor::from_op_no_grad(mask, self.shape().clone());

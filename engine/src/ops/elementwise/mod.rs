@@ -257,6 +257,8 @@ impl Tensor {
             Storage::Cpu(c) => Storage::Cpu(with_float!(op.name(), c, |v| CpuStorage::from(
                 cpu::unary(op, v)
             ))?),
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("elementwise")),
         };
         let x = self.clone();
         Ok(Tensor::from_op(
@@ -371,6 +373,8 @@ impl Tensor {
                     cpu::binary(op, x, self.dims(), y, other.dims(), &out_dims)
                 ))?)
             }
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("elementwise")),
         };
         if op.is_comparison() {
             return Ok(Tensor::from_op_no_grad(storage, out_dims));

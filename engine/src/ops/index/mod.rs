@@ -54,7 +54,7 @@ fn add_into_storage(
     add: impl Fn(&mut dyn AddInto),
 ) -> Result<Storage> {
     let src_guard = src.storage();
-    let Storage::Cpu(src_c) = &*src_guard;
+    let src_c = src_guard.as_cpu().expect("the CPU path holds host storage");
     let storage = match (dtype, src_c) {
         (DType::F32, CpuStorage::F32(s)) => {
             let mut out: Vec<f32> = start_from(base, zeros_len)?;

@@ -19,6 +19,8 @@ macro_rules! map_any_dtype {
                 $crate::storage::CpuStorage::F64($v) => $crate::storage::CpuStorage::from($body),
                 $crate::storage::CpuStorage::I64($v) => $crate::storage::CpuStorage::from($body),
             }),
+            #[cfg(feature = "cuda")]
+            $crate::storage::Storage::Cuda(_) => return Err($crate::ops::cuda_todo("layout")),
         }
     };
 }
@@ -118,6 +120,8 @@ impl Tensor {
                     |x, _, _| x,
                 ))
             })?),
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("layout")),
         };
         let in_dims = self.dims().to_vec();
         Ok(Tensor::from_op(
@@ -139,8 +143,9 @@ fn typed_runs<'a, T: crate::Element>(
     which
         .iter()
         .zip(runs)
-        .map(|(&g, &run)| match &*guards[g] {
-            Storage::Cpu(c) => (T::slice(c).expect("dtypes were checked"), run),
+        .map(|(&g, &run)| {
+            let c = guards[g].as_cpu().expect("the CPU path holds host storage");
+            (T::slice(c).expect("dtypes were checked"), run)
         })
         .collect()
 }
@@ -276,6 +281,8 @@ impl Tensor {
                 CpuStorage::F64(v) => CpuStorage::from(cpu::pad(v, dims, pads, value)),
                 CpuStorage::I64(v) => CpuStorage::from(cpu::pad(v, dims, pads, value as i64)),
             }),
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("layout")),
         };
         let out_dims: Vec<usize> = dims
             .iter()

@@ -110,6 +110,8 @@ fn product_storage(
                 cpu::batched(x, y, &p)
             ))?)
         }
+        #[cfg(feature = "cuda")]
+        _ => return Err(crate::ops::cuda_todo("matmul")),
     };
     Ok((storage, out_dims))
 }
@@ -132,6 +134,8 @@ fn linear_storage<T: Float + Element>(
             ),
         })?),
         None => None,
+        #[cfg(feature = "cuda")]
+        _ => return Err(crate::ops::cuda_todo("matmul")),
     };
     Ok(cpu::linear(x, w, bias, rows, inp, out))
 }
@@ -262,6 +266,8 @@ impl Tensor {
                     linear_storage(xv, wv, b, sizes)?
                 ))?)
             }
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("matmul")),
         };
         let mut out_dims = x.dims().to_vec();
         *out_dims.last_mut().expect("rank checked above") = out_f;

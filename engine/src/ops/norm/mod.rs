@@ -13,9 +13,8 @@ use crate::{with_float, with_float2, DType, Error, Result, Tensor};
 
 /// The typed elements of a CPU storage whose dtype the caller has already checked.
 fn slice_of<T: Element>(s: &Storage) -> &[T] {
-    match s {
-        Storage::Cpu(c) => T::slice(c).expect("dtype checked before the kernel"),
-    }
+    let c = s.as_cpu().expect("the CPU path holds host storage");
+    T::slice(c).expect("dtype checked before the kernel")
 }
 
 /// Checks an optional per-feature parameter: same dtype and device as the input, given shape.
@@ -138,6 +137,8 @@ impl Tensor {
             }
             let (mean, var) = match &*self.storage() {
                 Storage::Cpu(c) => with_float!(OP, c, |v| cpu::channel_stats(v, &view))?,
+                #[cfg(feature = "cuda")]
+                _ => return Err(crate::ops::cuda_todo("norm")),
             };
             if let Some((running_mean, running_var)) = running {
                 let unbiased: Vec<f64> = var
@@ -175,6 +176,8 @@ impl Tensor {
                         b.as_deref().map(slice_of),
                     )))?)
                 }
+                #[cfg(feature = "cuda")]
+                _ => return Err(crate::ops::cuda_todo("norm")),
             }
         };
 
@@ -210,6 +213,8 @@ impl Tensor {
                                 )
                             })?
                         }
+                        #[cfg(feature = "cuda")]
+                        _ => return Err(crate::ops::cuda_todo("norm")),
                     }
                 };
                 let per_channel =
@@ -275,6 +280,8 @@ impl Tensor {
                         CpuStorage::from(invstd),
                     )
                 })?,
+                #[cfg(feature = "cuda")]
+                _ => return Err(crate::ops::cuda_todo("norm")),
             }
         };
         let mean = Tensor::from_op_no_grad(Storage::Cpu(mean), [rows]);
@@ -311,6 +318,8 @@ impl Tensor {
                                 )
                             })?
                         }
+                        #[cfg(feature = "cuda")]
+                        _ => return Err(crate::ops::cuda_todo("norm")),
                     }
                 };
                 let per_feature =

@@ -29,6 +29,8 @@ impl Tensor {
             Storage::Cpu(c) => Storage::Cpu(with_float!("sum", c, |v| CpuStorage::from(
                 cpu::sum(v, &plan)
             ))?),
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("reduce")),
         };
         let in_dims = self.dims().to_vec();
         let kept = reduced_dims(&in_dims, &axes, true);
@@ -111,6 +113,8 @@ impl Tensor {
             Storage::Cpu(c) => Storage::Cpu(with_float!(op, c, |v| CpuStorage::from(
                 cpu::extreme(v, &plan, largest)
             ))?),
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("reduce")),
         };
         let x = self.clone();
         let kept = reduced_dims(self.dims(), &axes_u, true);
@@ -146,6 +150,8 @@ impl Tensor {
                     v, &plan
                 ))?))
             }
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("reduce")),
         };
         Ok(Tensor::from_op_no_grad(
             storage,

@@ -47,6 +47,8 @@ impl Tensor {
             Storage::Cpu(c) => Storage::Cpu(with_float!(op, c, |v| CpuStorage::from(
                 cpu::softmax(v, &lanes, log)
             ))?),
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("softmax")),
         };
         Ok(Tensor::from_op(
             op,
@@ -129,6 +131,8 @@ impl Tensor {
                     Storage::Cpu(CpuStorage::from(stats)),
                 )
             })?,
+            #[cfg(feature = "cuda")]
+            _ => return Err(crate::ops::cuda_todo("softmax")),
         };
         let (storage, out_dims) = match reduction {
             Reduction::None => (terms, term_dims),
@@ -138,7 +142,7 @@ impl Tensor {
                 if reduction == Reduction::Mean {
                     total = total.div_scalar(lanes.count() as f64)?;
                 }
-                let storage = total.storage().clone();
+                let storage = total.storage().try_clone()?;
                 (storage, Vec::new())
             }
         };
@@ -172,6 +176,8 @@ impl Tensor {
                             )
                         ))?)
                     }
+                    #[cfg(feature = "cuda")]
+                    _ => return Err(crate::ops::cuda_todo("softmax")),
                 };
                 Ok(vec![Some(Tensor::from_op_no_grad(
                     storage,
@@ -199,6 +205,8 @@ fn softmax_grad(
                 cpu::softmax_grad(y, g, lanes)
             }))?)
         }
+        #[cfg(feature = "cuda")]
+        _ => return Err(crate::ops::cuda_todo("softmax")),
     };
     Ok(Tensor::from_op_no_grad(storage, y.shape().clone()))
 }

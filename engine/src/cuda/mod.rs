@@ -1,0 +1,60 @@
+//! The CUDA backend (feature `cuda`): one context and one stream per device, a caching allocator,
+//! NVRTC-compiled kernels with an on-disk CUBIN cache, and cuBLAS for dense products.
+//!
+//! Nothing links against CUDA at build time: cudarc loads the driver, NVRTC and cuBLAS libraries
+//! when a device is first opened, after checking they exist, so a machine without CUDA gets a
+//! clear `CudaUnavailable` error instead of a panic.
+
+mod alloc;
+pub mod compile;
+mod gpu;
+mod launch;
+mod storage;
+
+pub use alloc::MemoryStats;
+pub use gpu::{gpu, Gpu};
+pub use launch::{Arg, BLOCK};
+pub use storage::{poison_outputs, set_poison_outputs, CudaStorage};
+
+use crate::{Device, Error, Result};
+
+fn gpu_of(device: Device) -> Result<std::sync::Arc<Gpu>> {
+    match device {
+        Device::Cuda(i) => gpu(i),
+        Device::Cpu => Err(Error::invalid(
+            "cuda",
+            "this is a CUDA memory query; the CPU has its own (engine::buffer_cache)",
+        )),
+    }
+}
+
+/// The caching allocator's statistics for a CUDA device.
+pub fn memory_stats(device: Device) -> Result<MemoryStats> {
+    Ok(gpu_of(device)?.memory_stats())
+}
+
+/// Returns every cached (unused) block of a CUDA device to the driver.
+pub fn empty_cache(device: Device) -> Result<()> {
+    gpu_of(device)?.empty_cache()
+}
+
+/// Resets the peak-bytes statistic of a CUDA device to the bytes in use now.
+pub fn reset_peak_memory(device: Device) -> Result<()> {
+    gpu_of(device)?.reset_peak();
+    Ok(())
+}
+
+/// Waits until every queued kernel and copy on the device's stream has finished.
+pub fn synchronize(device: Device) -> Result<()> {
+    gpu_of(device)?.synchronize()
+}
+
+/// Every (family, kernel) the engine can launch, collected from each op family's `KERNELS` list;
+/// the kernel compile check verifies each is in its family's CUBIN.
+pub fn launched_kernels() -> Vec<(&'static str, String)> {
+    let mut all = Vec::new();
+    for (family, names) in [("convert", storage::KERNELS)] {
+        all.extend(names.iter().map(|n| (family, n.to_string())));
+    }
+    all
+}
