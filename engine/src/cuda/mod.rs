@@ -52,8 +52,22 @@ pub fn synchronize(device: Device) -> Result<()> {
 /// Every (family, kernel) the engine can launch, collected from each op family's `KERNELS` list;
 /// the kernel compile check verifies each is in its family's CUBIN.
 pub fn launched_kernels() -> Vec<(&'static str, String)> {
+    use crate::ops;
+    let lists: [(&'static str, &[&str]); 10] = [
+        ("convert", storage::KERNELS),
+        ("elementwise", ops::elementwise::cuda::KERNELS),
+        ("reduce", ops::reduce::cuda::KERNELS),
+        ("random", ops::dropout::cuda::KERNELS),
+        ("layout", ops::layout::cuda::KERNELS),
+        ("index", ops::index::cuda::KERNELS),
+        ("softmax", ops::softmax::cuda::KERNELS),
+        ("norm", ops::norm::cuda::KERNELS),
+        // matmul goes through cuBLAS; its own kernels (if any) live in elementwise.cu.
+        ("elementwise", ops::matmul::cuda::KERNELS),
+        ("optim", crate::optim::cuda::KERNELS),
+    ];
     let mut all = Vec::new();
-    for (family, names) in [("convert", storage::KERNELS)] {
+    for (family, names) in lists {
         all.extend(names.iter().map(|n| (family, n.to_string())));
     }
     all

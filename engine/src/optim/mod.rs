@@ -8,6 +8,8 @@
 pub mod adamw;
 pub mod clip;
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 pub mod schedule;
 pub mod sgd;
 

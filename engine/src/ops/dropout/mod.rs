@@ -3,6 +3,8 @@
 //! `(seed, element index)` ([`dropout_uniform`]) and is kept for the backward pass.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::check_float;
 use crate::storage::{CpuStorage, Storage};

@@ -5,6 +5,8 @@
 //! kernel per direction for the whole family.
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::{check_float, check_same};
 use crate::shape::broadcast_shapes;

@@ -4,6 +4,8 @@
 //! an `Error::Index` naming the op, the value and the size.
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::layout::map_any_dtype;
 use super::{check_float, check_same};

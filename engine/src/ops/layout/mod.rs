@@ -2,6 +2,8 @@
 //! (permute/transpose, narrow, concat, stack, pad).
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::check_same;
 use super::elementwise::cpu as ew;

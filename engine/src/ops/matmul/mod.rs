@@ -3,6 +3,8 @@
 //! forward and backward products go through `product`, the one seam a GPU backend replaces.
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::{check_float, check_same};
 use crate::shape::{broadcast_shapes, broadcast_strides};

@@ -6,6 +6,8 @@
 //! evaluation it normalises with the running statistics.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::check_same;
 use crate::storage::{CpuStorage, Element, Storage};

@@ -2,6 +2,8 @@
 //! argmax; and `sum_to`, which undoes broadcasting in backward rules.
 
 mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::check_float;
 use crate::storage::{CpuStorage, Storage};

@@ -6,6 +6,8 @@
 //! the softmax from the logits and two saved numbers per lane instead of keeping an N x C buffer.
 
 pub(crate) mod cpu;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda;
 
 use super::{check_float, check_same};
 use crate::storage::{CpuStorage, Element, Storage};
