@@ -124,8 +124,18 @@ pub(crate) fn unary_grad(
     g: &CudaStorage,
 ) -> Result<CudaStorage> {
     check_dtypes(op.name(), &[x, y, g])?;
-    let gpu = x.gpu().clone();
     let n = x.len();
+    if y.len() != n || g.len() != n {
+        return Err(Error::invalid(
+            op.name(),
+            format!(
+                "the backward needs equal sizes: input {n}, output {}, gradient {}",
+                y.len(),
+                g.len()
+            ),
+        ));
+    }
+    let gpu = x.gpu().clone();
     let out = CudaStorage::alloc(&gpu, n, x.dtype())?;
     if n > 0 {
         // The CPU's rule for x^0 is g * 0 (NaN for a NaN g): exactly MulScalar(0)'s.
