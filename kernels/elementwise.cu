@@ -317,8 +317,9 @@ template <int NIN> struct Bcast {
     dst[4] = p##4; dst[5] = p##5; dst[6] = p##6; dst[7] = p##7;
 
 // The offset in each input of output element `i`. `I` is u32 when every index fits (32-bit
-// division is several times cheaper), else u64. The innermost dimension needs no division, so a
-// rank-1 layout (the same shape, or a scalar against a tensor) costs one multiply per input.
+// division is several times cheaper), else u64. The outermost dimension needs no division (what
+// is left of `i` is its coordinate), so a rank-1 layout (a scalar against a tensor) costs one
+// multiply per input and a bias over rows ([N, M] with [M]) one division.
 template <typename I, int NIN>
 __device__ __forceinline__ void bcast_offsets(I i, const Bcast<NIN>& b, I (&off)[NIN]) {
 #pragma unroll
