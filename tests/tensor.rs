@@ -55,6 +55,57 @@ fn seeded_random_fills_are_reproducible_and_distributed() {
 }
 
 #[test]
+fn seeded_fills_are_counter_based() {
+    use rcmcl::engine::ops::dropout::{random_normal, random_uniform};
+    // Element i is the specification's value for (seed, i), rounded to the dtype.
+    let u = Tensor::rand_uniform([3, 7], -1.0, 2.0, 9, DType::F32, Device::Cpu).unwrap();
+    let want: Vec<f32> = (0..21)
+        .map(|i| random_uniform(9, i, -1.0, 2.0) as f32)
+        .collect();
+    assert_eq!(u.to_vec::<f32>().unwrap(), want);
+    let z = Tensor::rand_normal([21], 0.5, 3.0, 9, DType::F64, Device::Cpu).unwrap();
+    let want: Vec<f64> = (0..21).map(|i| random_normal(9, i, 0.5, 3.0)).collect();
+    assert_eq!(z.to_vec::<f64>().unwrap(), want);
+    // The parallel fill of a large tensor starts with the serial fill of a small one.
+    for dtype in [DType::F32, DType::F64] {
+        let big = Tensor::rand_normal([200_000], 0.0, 1.0, 4, dtype, Device::Cpu).unwrap();
+        let small = Tensor::rand_normal([1000], 0.0, 1.0, 4, dtype, Device::Cpu).unwrap();
+        assert_eq!(values(&big)[..1000], values(&small)[..]);
+    }
+    // Moments: uniform on [-3, 5) has mean 1 and variance 64 / 12.
+    let u = Tensor::rand_uniform([200_000], -3.0, 5.0, 2, DType::F64, Device::Cpu).unwrap();
+    let mean = u.mean_all().unwrap().item().unwrap();
+    let var = u.var(&[], false, 1).unwrap().item().unwrap();
+    assert!(
+        (mean - 1.0).abs() < 0.02 && (var - 64.0 / 12.0).abs() < 0.05,
+        "mean {mean} var {var}"
+    );
+    let v = values(&u);
+    assert!(v.iter().all(|&x| (-3.0..5.0).contains(&x)));
+    // Neighbouring seeds give unrelated streams (correlation near 0), and so do the two
+    // distributions of one seed.
+    let corr = |a: &[f64], b: &[f64]| {
+        let n = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma) * (x - ma)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb) * (y - mb)).sum();
+        cov / (va * vb).sqrt()
+    };
+    let normal = |seed| {
+        values(&Tensor::rand_normal([100_000], 0.0, 1.0, seed, DType::F64, Device::Cpu).unwrap())
+    };
+    let (a, b) = (normal(0), normal(1));
+    assert!(corr(&a, &b).abs() < 0.015, "{}", corr(&a, &b));
+    let u0 =
+        values(&Tensor::rand_uniform([100_000], 0.0, 1.0, 0, DType::F64, Device::Cpu).unwrap());
+    assert!(corr(&a, &u0).abs() < 0.015, "{}", corr(&a, &u0));
+    // Normal tails: about 4.55% of draws beyond two standard deviations.
+    let beyond = a.iter().filter(|x| x.abs() > 2.0).count() as f64 / a.len() as f64;
+    assert!((beyond - 0.0455).abs() < 0.004, "{beyond}");
+}
+
+#[test]
 fn conversions() {
     let x = t64(&[1.5, -2.25], &[2]);
     assert_eq!(

@@ -2,9 +2,9 @@
 //! a recorded graph, the autograd node that produced it. Cloning a `Tensor` is cheap (an `Arc`).
 
 use crate::autograd::{self, BackwardFn, Node};
+use crate::ops::dropout::Distribution;
 use crate::storage::{CpuStorage, Element, Storage};
 use crate::{DType, Device, Error, Result, Shape};
-use rand::{Rng, SeedableRng};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -206,7 +206,9 @@ impl Tensor {
             .to_device(device)
     }
 
-    /// Uniform samples in [low, high), reproducible from `seed` (ChaCha8).
+    /// Uniform samples in [low, high), reproducible from `seed`. Element `i` is
+    /// `ops::dropout::random_uniform(seed, i, low, high)` rounded to `dtype`, on every device: a
+    /// seed gives the same tensor on the CPU and on a GPU (where a kernel draws it in place).
     pub fn rand_uniform(
         shape: impl Into<Shape>,
         low: f64,
@@ -221,12 +223,13 @@ impl Tensor {
                 format!("need finite low < high, got [{low}, {high})"),
             ));
         }
-        Tensor::random("rand_uniform", shape.into(), seed, dtype, device, |rng| {
-            rng.gen_range(low..high)
-        })
+        let dist = Distribution::Uniform { low, high };
+        Tensor::random("rand_uniform", shape.into(), seed, dtype, device, dist)
     }
 
-    /// Normal samples with the given mean and standard deviation, reproducible from `seed`.
+    /// Normal samples with the given mean and standard deviation, reproducible from `seed`
+    /// (Box-Muller over the same counter-based hash: `ops::dropout::random_normal`), the same
+    /// on every device up to the last bit of f64's `ln` and `cos`.
     pub fn rand_normal(
         shape: impl Into<Shape>,
         mean: f64,
@@ -235,22 +238,18 @@ impl Tensor {
         dtype: DType,
         device: Device,
     ) -> Result<Tensor> {
-        Tensor::random("rand_normal", shape.into(), seed, dtype, device, |rng| {
-            // Box-Muller; 1 - u keeps the logarithm finite.
-            let u1: f64 = 1.0 - rng.gen::<f64>();
-            let u2: f64 = rng.gen();
-            mean + std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-        })
+        let dist = Distribution::Normal { mean, std };
+        Tensor::random("rand_normal", shape.into(), seed, dtype, device, dist)
     }
 
-    /// A float tensor of `sample` draws from a ChaCha8 stream seeded with `seed`.
+    /// A float tensor of draws from `dist`, element `i` a function of `(seed, i)` only.
     fn random(
         op: &'static str,
         shape: Shape,
         seed: u64,
         dtype: DType,
         device: Device,
-        mut sample: impl FnMut(&mut rand_chacha::ChaCha8Rng) -> f64,
+        dist: Distribution,
     ) -> Result<Tensor> {
         if !dtype.is_float() {
             return Err(Error::DType {
@@ -259,10 +258,9 @@ impl Tensor {
                 msg: "random fills are floating-point".into(),
             });
         }
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let values: Vec<f64> = (0..shape.numel()).map(|_| sample(&mut rng)).collect();
-        Tensor::from_storage(Storage::Cpu(CpuStorage::from_f64_vec(values, dtype)), shape)?
-            .to_device(device)
+        let storage =
+            crate::ops::dropout::random_storage(dist, shape.numel(), seed, dtype, device)?;
+        Tensor::from_storage(storage, shape)
     }
 
     // ----- metadata -----------------------------------------------------------------------

@@ -63,3 +63,25 @@ pub fn dropout<T: Float>(x: &[T], seed: u64, p: f64) -> (Vec<T>, Vec<T>) {
     }
     (out, mask)
 }
+
+/// `out[i] = sample(i)` rounded to `T`, for `i` in `0..n`, in parallel chunks for large fills.
+/// Every element is a pure function of its index, so the split cannot change the values.
+pub fn fill<T: Float>(n: usize, sample: impl Fn(u64) -> f64 + Sync) -> Vec<T> {
+    let mut out = crate::buffer_cache::alloc_for_overwrite::<T>(n);
+    let kernel = |c: usize, o: &mut [T]| {
+        let first = c * CHUNK;
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = T::of(sample((first + j) as u64));
+        }
+    };
+    if n >= PARALLEL_THRESHOLD {
+        out.par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, o)| kernel(c, o));
+    } else {
+        out.chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, o)| kernel(c, o));
+    }
+    out
+}

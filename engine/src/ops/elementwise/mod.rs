@@ -260,7 +260,7 @@ impl Tensor {
                 cpu::unary(op, v)
             ))?),
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("elementwise")),
+            Storage::Cuda(c) => Storage::Cuda(cuda::unary(op, c)?),
         };
         let x = self.clone();
         Ok(Tensor::from_op(
@@ -275,17 +275,22 @@ impl Tensor {
     /// `g * f'(self)` for a unary op whose output was `y` (the fused backward kernel).
     pub fn unary_grad(&self, op: UnaryOp, y: &Tensor, g: &Tensor) -> Result<Tensor> {
         check_same(op.name(), self, g)?;
+        check_same(op.name(), self, y)?;
         let storage = match (&*self.storage(), &*y.storage(), &*g.storage()) {
             (
                 Storage::Cpu(CpuStorage::F32(x)),
                 Storage::Cpu(CpuStorage::F32(y)),
                 Storage::Cpu(CpuStorage::F32(g)),
-            ) => CpuStorage::from(cpu::unary_grad(op, x, y, g)),
+            ) => Storage::Cpu(CpuStorage::from(cpu::unary_grad(op, x, y, g))),
             (
                 Storage::Cpu(CpuStorage::F64(x)),
                 Storage::Cpu(CpuStorage::F64(y)),
                 Storage::Cpu(CpuStorage::F64(g)),
-            ) => CpuStorage::from(cpu::unary_grad(op, x, y, g)),
+            ) => Storage::Cpu(CpuStorage::from(cpu::unary_grad(op, x, y, g))),
+            #[cfg(feature = "cuda")]
+            (Storage::Cuda(x), Storage::Cuda(y), Storage::Cuda(g)) => {
+                Storage::Cuda(cuda::unary_grad(op, x, y, g)?)
+            }
             _ => {
                 return Err(crate::Error::DTypeMismatch {
                     op: op.name(),
@@ -294,10 +299,7 @@ impl Tensor {
                 })
             }
         };
-        Ok(Tensor::from_op_no_grad(
-            Storage::Cpu(storage),
-            self.shape().clone(),
-        ))
+        Ok(Tensor::from_op_no_grad(storage, self.shape().clone()))
     }
 
     pub fn neg(&self) -> Result<Tensor> {
@@ -376,7 +378,16 @@ impl Tensor {
                 ))?)
             }
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("elementwise")),
+            (Storage::Cuda(a), Storage::Cuda(b)) => Storage::Cuda(cuda::binary(
+                op,
+                a,
+                self.dims(),
+                b,
+                other.dims(),
+                &out_dims,
+            )?),
+            #[cfg(feature = "cuda")]
+            _ => unreachable!("check_same rejected operands on different devices"),
         };
         if op.is_comparison() {
             return Ok(Tensor::from_op_no_grad(storage, out_dims));
@@ -469,34 +480,39 @@ impl Tensor {
         let cond = cond.to_dtype(a.dtype())?.detach();
         let dims_ab = broadcast_shapes("where", a.dims(), b.dims())?;
         let out_dims = broadcast_shapes("where", cond.dims(), &dims_ab)?;
-        let storage = match (&*cond.storage(), &*a.storage(), &*b.storage()) {
-            (
-                Storage::Cpu(CpuStorage::F32(c)),
-                Storage::Cpu(CpuStorage::F32(x)),
-                Storage::Cpu(CpuStorage::F32(y)),
-            ) => CpuStorage::from(cpu::select(
-                (c, cond.dims()),
-                (x, a.dims()),
-                (y, b.dims()),
-                &out_dims,
-            )),
-            (
-                Storage::Cpu(CpuStorage::F64(c)),
-                Storage::Cpu(CpuStorage::F64(x)),
-                Storage::Cpu(CpuStorage::F64(y)),
-            ) => CpuStorage::from(cpu::select(
-                (c, cond.dims()),
-                (x, a.dims()),
-                (y, b.dims()),
-                &out_dims,
-            )),
-            _ => unreachable!("dtypes were checked above"),
-        };
+        let storage =
+            match (&*cond.storage(), &*a.storage(), &*b.storage()) {
+                (
+                    Storage::Cpu(CpuStorage::F32(c)),
+                    Storage::Cpu(CpuStorage::F32(x)),
+                    Storage::Cpu(CpuStorage::F32(y)),
+                ) => Storage::Cpu(CpuStorage::from(cpu::select(
+                    (c, cond.dims()),
+                    (x, a.dims()),
+                    (y, b.dims()),
+                    &out_dims,
+                ))),
+                (
+                    Storage::Cpu(CpuStorage::F64(c)),
+                    Storage::Cpu(CpuStorage::F64(x)),
+                    Storage::Cpu(CpuStorage::F64(y)),
+                ) => Storage::Cpu(CpuStorage::from(cpu::select(
+                    (c, cond.dims()),
+                    (x, a.dims()),
+                    (y, b.dims()),
+                    &out_dims,
+                ))),
+                #[cfg(feature = "cuda")]
+                (Storage::Cuda(c), Storage::Cuda(x), Storage::Cuda(y)) => Storage::Cuda(
+                    cuda::select((c, cond.dims()), (x, a.dims()), (y, b.dims()), &out_dims)?,
+                ),
+                _ => unreachable!("devices and dtypes were checked above"),
+            };
         let (a_dims, b_dims) = (a.dims().to_vec(), b.dims().to_vec());
         let (a_rg, b_rg) = (a.requires_grad(), b.requires_grad());
         Ok(Tensor::from_op(
             "where",
-            Storage::Cpu(storage),
+            storage,
             out_dims,
             &[a, b],
             Box::new(move |g, _| {
