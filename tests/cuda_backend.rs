@@ -56,7 +56,10 @@ fn constructors_and_dtype_conversions_run_on_the_device() {
             let t = Tensor::full([33, 31], -2.5, dtype, dev).unwrap();
             assert_eq!(t.device(), dev);
             let want = if dtype == DType::I64 { -2.0 } else { -2.5 };
-            assert!(t.to_f64_vec().unwrap().iter().all(|&v| v == want), "{dtype}");
+            assert!(
+                t.to_f64_vec().unwrap().iter().all(|&v| v == want),
+                "{dtype}"
+            );
             let z = Tensor::zeros([1023], dtype, dev).unwrap();
             assert!(z.to_f64_vec().unwrap().iter().all(|&v| v == 0.0));
         }
@@ -104,11 +107,17 @@ mod allocator {
             assert!(mid.peak_bytes >= n * 4);
             drop(a);
             let freed = cuda::memory_stats(dev).unwrap();
-            assert!(freed.cached_bytes >= n * 4, "the block went back to the cache");
+            assert!(
+                freed.cached_bytes >= n * 4,
+                "the block went back to the cache"
+            );
             let hits = freed.cache_hits;
             let b = Tensor::zeros([n], DType::F32, dev).unwrap();
             let again = cuda::memory_stats(dev).unwrap();
-            assert!(again.cache_hits > hits, "the second allocation came from the cache");
+            assert!(
+                again.cache_hits > hits,
+                "the second allocation came from the cache"
+            );
             drop(b);
             cuda::empty_cache(dev).unwrap();
             let emptied = cuda::memory_stats(dev).unwrap();
@@ -126,7 +135,10 @@ mod allocator {
                 other => panic!("expected OutOfMemory, got {other}"),
             }
             let msg = err.to_string();
-            assert!(msg.contains("out of memory") && msg.contains("bytes"), "{msg}");
+            assert!(
+                msg.contains("out of memory") && msg.contains("bytes"),
+                "{msg}"
+            );
             // The device still works afterwards.
             let t = Tensor::ones([5], DType::F32, dev).unwrap();
             assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0; 5]);
@@ -136,7 +148,10 @@ mod allocator {
     #[test]
     fn poisoned_outputs_read_back_as_nan() {
         on_each_gpu("poisoned_outputs_read_back_as_nan", |dev| {
-            assert!(cuda::poison_outputs(), "the GPU tests run with poisoning on");
+            assert!(
+                cuda::poison_outputs(),
+                "the GPU tests run with poisoning on"
+            );
             let Device::Cuda(i) = dev else { unreachable!() };
             let gpu = cuda::gpu(i).unwrap();
             let s = cuda::CudaStorage::alloc(&gpu, 1023, DType::F32).unwrap();
