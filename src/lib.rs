@@ -4,3 +4,4 @@
 //! and the benchmarks (`benches/`).
 
 pub use engine;
+pub use models;
