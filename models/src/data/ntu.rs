@@ -1,0 +1,1 @@
+//! NTU RGB+D importer.
