@@ -1,1 +1,0 @@
-//! NTU RGB+D importer.
