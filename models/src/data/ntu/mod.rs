@@ -145,7 +145,7 @@ pub fn parse_sample_name(name: &str) -> Option<SampleMeta> {
         return None;
     }
     let field = |k: usize, tag: u8| -> Option<u16> {
-        let part = &b[5 * k..5 * k + 5];
+        let part = &b[4 * k..4 * k + 4];
         if part[0] != tag || !part[1..].iter().all(u8::is_ascii_digit) {
             return None;
         }
@@ -384,7 +384,8 @@ impl std::fmt::Display for ImportReport {
             self.failures.len()
         )?;
         for fail in &self.failures {
-            writeln!(f, "  {}: {}", fail.path.display(), fail.error)?;
+            // Errors name their file already.
+            writeln!(f, "  {}", fail.error)?;
         }
         Ok(())
     }
