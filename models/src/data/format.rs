@@ -795,7 +795,8 @@ impl DatasetWriter {
             fs::rename(&self.target, &old).map_err(|e| DataError::io(&self.target, e))?;
             fs::rename(&self.tmp, &self.target).map_err(|e| DataError::io(&self.target, e))?;
             self.finished = true;
-            fs::remove_dir_all(&old).map_err(|e| DataError::io(&old, e))?;
+            // Best effort: the new dataset is in place, and a hidden leftover is harmless.
+            let _ = fs::remove_dir_all(&old);
         } else {
             fs::rename(&self.tmp, &self.target).map_err(|e| DataError::io(&self.target, e))?;
             self.finished = true;

@@ -208,48 +208,60 @@ pub fn frame_indices(src: usize, dst: usize) -> Vec<usize> {
 /// appears in, summed (github.com/shahroudy/NTURGB-D, README, FAQ). Ties go to the body seen
 /// first, so the choice is deterministic.
 pub fn pick_bodies(seq: &SkeletonSequence) -> Vec<u64> {
-    // Per body id, in order of first appearance: count, sum and sum of squares per axis.
-    let mut stats: Vec<(u64, f64, [f64; 3], [f64; 3])> = Vec::new();
-    for bodies in &seq.frames {
-        for body in bodies {
-            let k = match stats.iter().position(|s| s.0 == body.id) {
-                Some(k) => k,
-                None => {
-                    stats.push((body.id, 0.0, [0.0; 3], [0.0; 3]));
-                    stats.len() - 1
-                }
-            };
-            let s = &mut stats[k];
-            for j in &body.joints {
-                s.1 += 1.0;
-                for c in 0..3 {
-                    let v = f64::from(j.xyz[c]);
-                    s.2[c] += v;
-                    s.3[c] += v * v;
-                }
+    // In order of first appearance.
+    let mut stats: Vec<BodyStats> = Vec::new();
+    for body in seq.frames.iter().flatten() {
+        let k = match stats.iter().position(|s| s.id == body.id) {
+            Some(k) => k,
+            None => {
+                stats.push(BodyStats {
+                    id: body.id,
+                    ..BodyStats::default()
+                });
+                stats.len() - 1
             }
+        };
+        for j in &body.joints {
+            stats[k].add(j.xyz);
         }
     }
-    let motion = |s: &(u64, f64, [f64; 3], [f64; 3])| -> f64 {
+    let mut order: Vec<(f64, u64)> = stats.iter().map(|s| (s.motion(), s.id)).collect();
+    // A stable sort: equal motion keeps first-appearance order.
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    order.iter().take(MAX_BODIES).map(|&(_, id)| id).collect()
+}
+
+/// Running sums of one body's joint positions, for their variance.
+#[derive(Default)]
+struct BodyStats {
+    id: u64,
+    n: f64,
+    sum: [f64; 3],
+    sum_sq: [f64; 3],
+}
+
+impl BodyStats {
+    fn add(&mut self, xyz: [f32; 3]) {
+        self.n += 1.0;
+        for (c, &v) in xyz.iter().enumerate() {
+            let v = f64::from(v);
+            self.sum[c] += v;
+            self.sum_sq[c] += v * v;
+        }
+    }
+
+    /// var(x) + var(y) + var(z).
+    fn motion(&self) -> f64 {
+        if self.n == 0.0 {
+            return 0.0;
+        }
         (0..3)
             .map(|c| {
-                let mean = s.2[c] / s.1;
-                (s.3[c] / s.1 - mean * mean).max(0.0)
+                let mean = self.sum[c] / self.n;
+                (self.sum_sq[c] / self.n - mean * mean).max(0.0)
             })
             .sum()
-    };
-    let mut order: Vec<(f64, usize)> = stats
-        .iter()
-        .enumerate()
-        .map(|(k, s)| (motion(s), k))
-        .collect();
-    // Stable: equal motion keeps first-appearance order.
-    order.sort_by(|a, b| b.0.total_cmp(&a.0));
-    order
-        .iter()
-        .take(MAX_BODIES)
-        .map(|&(_, k)| stats[k].0)
-        .collect()
+    }
 }
 
 /// The `Skeleton` (frames, 2, 25, 3) and `JointState` (frames, 2, 25) arrays of `seq`: bodies
