@@ -352,6 +352,12 @@ fn a_header_that_disagrees_with_a_file_is_named() {
     let e = Dataset::open(&dir, Verify::SizesOnly).unwrap_err();
     assert_format_error(e, HEADER_FILE, "sample 13");
 
+    // A label without a class.
+    let (_tmp, dir, _) = fixture();
+    edit_header(&dir, |h| h["samples"][5]["label"] = 7.into());
+    let e = Dataset::open(&dir, Verify::SizesOnly).unwrap_err();
+    assert_format_error(e, HEADER_FILE, "label 7");
+
     // A stream file that is missing altogether.
     let (_tmp, dir, _) = fixture();
     fs::remove_file(dir.join("skeleton15.bin")).unwrap();

@@ -298,6 +298,18 @@ impl Dataset {
                 header.samples.len()
             )));
         }
+        if let Some(m) = header
+            .samples
+            .iter()
+            .find(|m| usize::from(m.label) >= header.classes.len())
+        {
+            return Err(bad_header(format!(
+                "sample {} has label {}, but there are {} classes",
+                m.name,
+                m.label,
+                header.classes.len()
+            )));
+        }
         let splits = check_splits(
             header
                 .splits
