@@ -7,6 +7,8 @@
 //! follow.
 
 mod error;
+pub mod format;
+pub mod ntu;
 
 pub use error::{DataError, DataResult};
 
@@ -105,6 +107,13 @@ impl Elem {
             Elem::U8 => "u8",
         }
     }
+
+    /// The element type called `name`.
+    pub fn from_name(name: &str) -> Option<Elem> {
+        [Elem::F32, Elem::U16, Elem::U8]
+            .into_iter()
+            .find(|e| e.name() == name)
+    }
 }
 
 /// The elements of one array.
@@ -149,6 +158,87 @@ impl Array {
 
     pub fn numel(&self) -> usize {
         self.dims.iter().product()
+    }
+}
+
+/// The elements of one array, borrowed (e.g. straight from a memory-mapped file).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ArrayViewData<'a> {
+    F32(&'a [f32]),
+    U16(&'a [u16]),
+    U8(&'a [u8]),
+}
+
+/// A borrowed dense row-major array: what `format::Dataset::record` hands out without copying.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArrayView<'a> {
+    pub dims: &'a [usize],
+    pub data: ArrayViewData<'a>,
+}
+
+impl<'a> ArrayView<'a> {
+    pub fn elem(&self) -> Elem {
+        match self.data {
+            ArrayViewData::F32(_) => Elem::F32,
+            ArrayViewData::U16(_) => Elem::U16,
+            ArrayViewData::U8(_) => Elem::U8,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// The elements as f32, if that is what the array holds.
+    pub fn as_f32(&self) -> Option<&'a [f32]> {
+        match self.data {
+            ArrayViewData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The elements as u16, if that is what the array holds.
+    pub fn as_u16(&self) -> Option<&'a [u16]> {
+        match self.data {
+            ArrayViewData::U16(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The elements as u8, if that is what the array holds.
+    pub fn as_u8(&self) -> Option<&'a [u8]> {
+        match self.data {
+            ArrayViewData::U8(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_array(&self) -> Array {
+        let data = match self.data {
+            ArrayViewData::F32(v) => ArrayData::F32(v.to_vec()),
+            ArrayViewData::U16(v) => ArrayData::U16(v.to_vec()),
+            ArrayViewData::U8(v) => ArrayData::U8(v.to_vec()),
+        };
+        Array {
+            dims: self.dims.to_vec(),
+            data,
+        }
+    }
+}
+
+impl Array {
+    /// A borrowed view of this array.
+    pub fn view(&self) -> ArrayView<'_> {
+        let data = match &self.data {
+            ArrayData::F32(v) => ArrayViewData::F32(v),
+            ArrayData::U16(v) => ArrayViewData::U16(v),
+            ArrayData::U8(v) => ArrayViewData::U8(v),
+        };
+        ArrayView {
+            dims: &self.dims,
+            data,
+        }
     }
 }
 
