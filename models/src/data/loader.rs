@@ -731,12 +731,8 @@ fn fill_stream(
                 }
             } else {
                 let src = record.as_u8().ok_or_else(|| wrong_elem(sh, i, m))?;
-                rgb_view(src, dims, &params, out_hw, dst, scratch)?;
-                if let Some(j) =
-                    aug.and_then(|a| a.rgbd.jitter.sample(&mut rng(Purpose::RgbColour)))
-                {
-                    super::augment::color_jitter(dst, out_hw.0 * out_hw.1, &j)?;
-                }
+                let jitter = aug.and_then(|a| a.rgbd.jitter.sample(&mut rng(Purpose::RgbColour)));
+                rgb_view(src, dims, &params, jitter.as_ref(), out_hw, dst, scratch)?;
             }
             Ok(())
         }

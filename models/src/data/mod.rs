@@ -13,6 +13,7 @@ mod error;
 pub mod format;
 pub mod loader;
 pub mod ntu;
+pub mod resample;
 pub mod rng;
 
 pub use error::{DataError, DataResult};

@@ -1,0 +1,247 @@
+//! Loader throughput: samples per second with every augmentation, two views per sample, on a
+//! temporary dataset of random arrays with the `small` preset's shapes.
+//!
+//! `cargo bench -p models --bench loader` (env: `LOADER_BENCH_SAMPLES`, default 2000;
+//! `LOADER_BENCH_EPOCHS`, default 2).
+
+use models::data::format::{Dataset, DatasetWriter, Verify};
+use models::data::loader::{Augmentations, Loader, LoaderConfig};
+use models::data::{
+    Array, ArrayData, DatasetSpec, Modality, Sample, SampleMeta, Split, StreamSpec,
+};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+const T: usize = 32;
+const J: usize = 25;
+const HW: usize = 64;
+const P: usize = 256;
+const CLASSES: usize = 30;
+
+/// NTU-25 left/right pairs (0-based), for the flip; the layouts module will own these.
+const NTU25_PAIRS: [(usize, usize); 10] = [
+    (4, 8),
+    (5, 9),
+    (6, 10),
+    (7, 11),
+    (12, 16),
+    (13, 17),
+    (14, 18),
+    (15, 19),
+    (21, 23),
+    (22, 24),
+];
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn random_sample(rng: &mut ChaCha8Rng, i: usize) -> Sample {
+    let mut skeleton = vec![0f32; T * J * 3];
+    for p in skeleton.chunks_exact_mut(3) {
+        p[0] = rng.random_range(-0.8..0.8);
+        p[1] = rng.random_range(-1.0..1.0);
+        p[2] = rng.random_range(2.5..3.5);
+    }
+    let joint_state: Vec<u8> = (0..T * J).map(|_| rng.random_range(0..3)).collect();
+    let depth: Vec<u16> = (0..T * HW * HW)
+        .map(|_| {
+            let d: u16 = rng.random_range(0..4500);
+            if d < 500 {
+                0
+            } else {
+                d
+            }
+        })
+        .collect();
+    let mut rgb = vec![0u8; T * 3 * HW * HW];
+    rng.fill_bytes(&mut rgb);
+    let mut points = vec![0f32; T * P * 3];
+    for p in points.chunks_exact_mut(3) {
+        p[0] = rng.random_range(-1.0..1.0);
+        p[1] = rng.random_range(-1.0..1.0);
+        p[2] = rng.random_range(2.0..4.0);
+    }
+    let array = |dims: &[usize], data| Array::new(dims.to_vec(), data).expect("bench shapes");
+    let streams = BTreeMap::from([
+        (
+            Modality::Skeleton,
+            array(&[T, 1, J, 3], ArrayData::F32(skeleton)),
+        ),
+        (
+            Modality::JointState,
+            array(&[T, 1, J], ArrayData::U8(joint_state)),
+        ),
+        (Modality::Depth, array(&[T, HW, HW], ArrayData::U16(depth))),
+        (Modality::Rgb, array(&[T, 3, HW, HW], ArrayData::U8(rgb))),
+        (Modality::Points, array(&[T, P, 3], ArrayData::F32(points))),
+    ]);
+    Sample {
+        meta: SampleMeta {
+            name: format!("bench{i:05}"),
+            label: (i % CLASSES) as u16,
+            subject: 1 + (i % 20) as u16,
+            camera: 1 + (i % 3) as u8,
+            setup: 1,
+            replication: 1,
+        },
+        streams,
+    }
+}
+
+fn write_dataset(dir: &std::path::Path, n: usize) -> Arc<Dataset> {
+    let spec = DatasetSpec {
+        name: "bench-small-shapes".into(),
+        classes: (0..CLASSES).map(|c| format!("class{c}")).collect(),
+        streams: vec![
+            StreamSpec {
+                modality: Modality::Skeleton,
+                dims: vec![T, 1, J, 3],
+            },
+            StreamSpec {
+                modality: Modality::JointState,
+                dims: vec![T, 1, J],
+            },
+            StreamSpec {
+                modality: Modality::Depth,
+                dims: vec![T, HW, HW],
+            },
+            StreamSpec {
+                modality: Modality::Rgb,
+                dims: vec![T, 3, HW, HW],
+            },
+            StreamSpec {
+                modality: Modality::Points,
+                dims: vec![T, P, 3],
+            },
+        ],
+    };
+    let path = dir.join("data");
+    let mut w = DatasetWriter::create(&path, &spec).expect("create dataset");
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..n {
+        w.append(&random_sample(&mut rng, i)).expect("append");
+    }
+    let split = Split {
+        name: "all".into(),
+        train: (0..n as u32).collect(),
+        test: vec![],
+    };
+    w.finish(&[split]).expect("finish dataset");
+    Arc::new(Dataset::open(&path, Verify::SizesOnly).expect("open dataset"))
+}
+
+fn config(modalities: &[Modality], threads: usize) -> LoaderConfig {
+    let mut cfg = LoaderConfig::new(modalities, 32);
+    cfg.views = 2;
+    cfg.threads = threads;
+    cfg.seed = 7;
+    cfg.augment = Some(Augmentations {
+        flip_pairs: BTreeMap::from([(Modality::Skeleton, NTU25_PAIRS.to_vec())]),
+        ..Augmentations::default()
+    });
+    cfg
+}
+
+/// CPU seconds this process has used (user + system, all threads), from /proc (Linux); the
+/// machine is shared, so CPU time says more about the loader's cost than wall time.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// (samples per wall-clock second, samples per CPU second) over `epochs` epochs, after one
+/// untimed warm-up batch.
+fn measure(ds: &Arc<Dataset>, cfg: LoaderConfig, epochs: usize) -> (f64, Option<f64>) {
+    let indices: Vec<u32> = (0..ds.len() as u32).collect();
+    let loader = Loader::new(ds.clone(), &indices, cfg).expect("loader");
+    if let Some(b) = loader.epoch(1000).next() {
+        b.expect("warm-up batch");
+    }
+    let cpu0 = cpu_seconds();
+    let start = Instant::now();
+    let mut n = 0usize;
+    for e in 0..epochs as u64 {
+        for b in loader.epoch(e) {
+            n += b.expect("batch").len();
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu0.zip(cpu_seconds()).map(|(a, b)| b - a);
+    (n as f64 / wall, cpu.map(|c| n as f64 / c))
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    r.map_or("n/a".into(), |r| format!("{r:.0}"))
+}
+
+fn main() {
+    let n = env("LOADER_BENCH_SAMPLES", 2000);
+    let epochs = env("LOADER_BENCH_EPOCHS", 2);
+    let only = std::env::var("LOADER_BENCH_ONLY").ok();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let start = Instant::now();
+    let ds = write_dataset(dir.path(), n);
+    println!(
+        "dataset: {n} samples, skeleton ({T}, 1, {J}, 3), joint_state ({T}, 1, {J}), depth ({T}, {HW}, {HW}) u16, \
+         rgb ({T}, 3, {HW}, {HW}) u8, points ({T}, {P}, 3); written in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    println!("batch 32, two views per sample, every augmentation at its default");
+    let all = [
+        Modality::Skeleton,
+        Modality::JointState,
+        Modality::Depth,
+        Modality::Rgb,
+        Modality::Points,
+    ];
+    if let Some(name) = only {
+        // For profiling one part: `all`, `plain`, or a modality name, on the calling thread.
+        let mut cfg = match Modality::from_name(&name) {
+            Some(m) => config(&[m], 0),
+            None => config(&all, 0),
+        };
+        if name == "plain" {
+            cfg.augment = None;
+        }
+        let (wall, cpu) = measure(&ds, cfg, epochs);
+        println!(
+            "{name}: {wall:.0} samples/s, {} per CPU second",
+            fmt_rate(cpu)
+        );
+        return;
+    }
+    println!(
+        "\nall modalities:\n| threads | samples/s | samples per CPU second |\n|---:|---:|---:|"
+    );
+    for threads in [1, 2] {
+        let (wall, cpu) = measure(&ds, config(&all, threads), epochs);
+        println!("| {threads} | {wall:.0} | {} |", fmt_rate(cpu));
+    }
+    println!(
+        "\nper modality, built on the calling thread (threads = 0):\n\
+         | modality | samples/s | us per sample (CPU) |\n|---|---:|---:|"
+    );
+    let row = |name: &str, cfg: LoaderConfig| {
+        let (wall, cpu) = measure(&ds, cfg, 1);
+        let us = cpu.map_or("n/a".into(), |c| format!("{:.1}", 1e6 / c));
+        println!("| {name} | {wall:.0} | {us} |");
+    };
+    for m in all {
+        row(m.name(), config(&[m], 0));
+    }
+    row("all", config(&all, 0));
+    let mut plain = config(&all, 0);
+    plain.augment = None;
+    row("all, no augmentation", plain);
+}
