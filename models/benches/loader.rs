@@ -181,6 +181,112 @@ fn measure(ds: &Arc<Dataset>, cfg: LoaderConfig, epochs: usize) -> (f64, Option<
     (n as f64 / wall, cpu.map(|c| n as f64 / c))
 }
 
+/// Microseconds per call of `f`: the fastest of 15 rounds of 20 calls, which filters out the
+/// other processes sharing the machine.
+fn min_us(mut f: impl FnMut()) -> f64 {
+    (0..15)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..20 {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / 20.0
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// One augmented view of sample 0 of each modality, timed alone (single thread).
+fn kernel_costs(ds: &Dataset) {
+    use models::data::augment::*;
+    use models::data::rng::{sample_rng, Purpose};
+    let aug = Augmentations::default();
+    let mut scratch = Scratch::default();
+    let mut rng = sample_rng(1, 0, 0, 0, Purpose::Skeleton);
+    let sk = ds.record(0, Modality::Skeleton).unwrap();
+    let sk_src = sk.as_f32().unwrap();
+    let sdims = SkeletonDims::from_dims(sk.dims).unwrap();
+    let mut out = vec![0f32; sk_src.len()];
+    let us = min_us(|| {
+        let p = aug.skeleton.sample(&mut rng, T);
+        skeleton_view(
+            sk_src,
+            sdims,
+            Some([0.0, 0.0, 3.0]),
+            &p,
+            &NTU25_PAIRS,
+            &mut rng,
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
+    });
+    println!("| skeleton | {us:.1} |");
+    let idims = |c| ImageDims {
+        frames: T,
+        channels: c,
+        height: HW,
+        width: HW,
+    };
+    let depth = ds.record(0, Modality::Depth).unwrap();
+    let mut out = vec![0f32; T * HW * HW];
+    let us = min_us(|| {
+        let p = aug.rgbd.sample(&mut rng, T, HW, HW);
+        depth_view(
+            depth.as_u16().unwrap(),
+            idims(1),
+            &p,
+            (HW, HW),
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
+    });
+    println!("| depth (crop, resize, flip) | {us:.1} |");
+    let us = min_us(|| depth_noise(&mut out, 0.01, &mut rng));
+    println!("| depth noise | {us:.1} |");
+    let rgb = ds.record(0, Modality::Rgb).unwrap();
+    let mut out = vec![0f32; T * 3 * HW * HW];
+    let jitter = JitterParams {
+        brightness: 1.2,
+        contrast: 0.8,
+        saturation: 1.1,
+    };
+    for (name, j) in [
+        ("rgb (crop, resize, flip)", None),
+        ("rgb + colour jitter", Some(&jitter)),
+    ] {
+        let us = min_us(|| {
+            let p = aug.rgbd.sample(&mut rng, T, HW, HW);
+            rgb_view(
+                rgb.as_u8().unwrap(),
+                idims(3),
+                &p,
+                j,
+                (HW, HW),
+                &mut out,
+                &mut scratch,
+            )
+            .unwrap();
+        });
+        println!("| {name} | {us:.1} |");
+    }
+    let pts = ds.record(0, Modality::Points).unwrap();
+    let mut out = vec![0f32; T * P * 3];
+    let us = min_us(|| {
+        let p = aug.points.sample(&mut rng);
+        points_view(
+            pts.as_f32().unwrap(),
+            P,
+            &p,
+            &mut rng,
+            &mut out,
+            &mut scratch,
+        )
+        .unwrap();
+    });
+    println!("| points | {us:.1} |");
+}
+
 fn fmt_rate(r: Option<f64>) -> String {
     r.map_or("n/a".into(), |r| format!("{r:.0}"))
 }
@@ -205,6 +311,11 @@ fn main() {
         Modality::Rgb,
         Modality::Points,
     ];
+    if only.as_deref() == Some("kernels") {
+        println!("| one view of | us (fastest round) |\n|---|---:|");
+        kernel_costs(&ds);
+        return;
+    }
     if let Some(name) = only {
         // For profiling one part: `all`, `plain`, or a modality name, on the calling thread.
         let mut cfg = match Modality::from_name(&name) {

@@ -885,16 +885,30 @@ pub fn depth_view(
     }
     let c = &p.crop;
     nearest_table(oh, c.top, c.height, false, &mut scratch.rows);
-    nearest_table(ow, c.left, c.width, p.flip, &mut scratch.cols);
+    scratch.xpass.plan_nearest(ow, c.width, p.flip);
+    // The frame's rows of the crop converted to metres (each followed by the padding the x
+    // pass reads), then resized along x. All rows are converted before any is read back: the
+    // x pass loads 8 values at offsets the conversion did not store at, and reading them while
+    // the stores are still in flight stalls the CPU.
+    let stride = c.width + ROW_PAD;
+    scratch.values.resize(oh * stride, 0.0);
     let plane = dims.height * dims.width;
     for (j, out) in dst.chunks_exact_mut(oh * ow).enumerate() {
         let f = window_nearest(p.window, j, dims.frames, dims.frames);
         let frame = &src[f * plane..(f + 1) * plane];
-        for (orow, &y) in out.chunks_exact_mut(ow).zip(&scratch.rows) {
-            let row = &frame[y * dims.width..(y + 1) * dims.width];
-            for (o, &x) in orow.iter_mut().zip(&scratch.cols) {
-                *o = f32::from(row[x]) * 0.001;
+        for (buf, &y) in scratch.values.chunks_exact_mut(stride).zip(&scratch.rows) {
+            let row = &frame[y * dims.width + c.left..][..c.width];
+            for (v, &d) in buf.iter_mut().zip(row) {
+                *v = f32::from(d) * 0.001;
             }
+            let last = buf[c.width - 1];
+            buf[c.width..].fill(last);
+        }
+        for (orow, buf) in out
+            .chunks_exact_mut(ow)
+            .zip(scratch.values.chunks_exact(stride))
+        {
+            scratch.xpass.run(buf, orow);
         }
     }
     Ok(())
@@ -994,15 +1008,15 @@ fn rgb_frame(
     let stride = cw + ROW_PAD;
     let oh = scratch.lrows.len();
     let ow = scratch.xpass.out_len();
-    scratch.values.resize(3 * stride, 0.0);
+    // Every row buffer is filled before any is read back (see `depth_view` on why).
+    scratch.values.resize(3 * oh * stride, 0.0);
     let plane = dims.height * dims.width;
     let mut sums = [0f32; 3];
-    for (y, &(a, fy)) in scratch.lrows.iter().enumerate() {
-        let y0 = c.top + a;
-        let y1 = c.top + (a + 1).min(c.height - 1);
-        let buffers = scratch.values.chunks_exact_mut(stride);
-        let planes = frame.chunks_exact(plane).zip(out.chunks_exact_mut(oh * ow));
-        for ((vrow, (splane, oplane)), sum) in buffers.zip(planes).zip(&mut sums) {
+    let buffers = scratch.values.chunks_exact_mut(oh * stride);
+    for ((bufs, splane), sum) in buffers.zip(frame.chunks_exact(plane)).zip(&mut sums) {
+        for (vrow, &(a, fy)) in bufs.chunks_exact_mut(stride).zip(&scratch.lrows) {
+            let y0 = c.top + a;
+            let y1 = c.top + (a + 1).min(c.height - 1);
             let r0 = &splane[y0 * dims.width + c.left..][..cw];
             let r1 = &splane[y1 * dims.width + c.left..][..cw];
             for ((v, &x), &y) in vrow[..cw].iter_mut().zip(r0).zip(r1) {
@@ -1014,7 +1028,14 @@ fn rgb_frame(
             }
             let last = vrow[cw - 1];
             vrow[cw..].fill(last);
-            scratch.xpass.run(vrow, &mut oplane[y * ow..(y + 1) * ow]);
+        }
+    }
+    for (oplane, bufs) in out
+        .chunks_exact_mut(oh * ow)
+        .zip(scratch.values.chunks_exact(oh * stride))
+    {
+        for (orow, vrow) in oplane.chunks_exact_mut(ow).zip(bufs.chunks_exact(stride)) {
+            scratch.xpass.run(vrow, orow);
         }
     }
     if let Some(j) = jitter {
@@ -1028,7 +1049,7 @@ fn rgb_frame(
 }
 
 /// Values drawn per block of bulk noise: small enough to stay in L1.
-const NOISE_BLOCK: usize = 320;
+const NOISE_BLOCK: usize = 1024;
 
 /// Adds N(0, std^2) noise (metres) to every valid (non-zero) depth pixel; holes stay holes and
 /// depths stay non-negative. Draws a value for every pixel (holes too), so the loop has no
@@ -1163,10 +1184,10 @@ pub fn jitter_points(data: &mut [f32], std: f32, clip: f32, rng: &mut ChaCha8Rng
         let z = &mut z[..block.len()];
         fill_normal(rng, z);
         for (p, z) in block.chunks_exact_mut(3).zip(z.chunks_exact(3)) {
-            if !is_missing(p) {
-                for (v, &z) in p.iter_mut().zip(z) {
-                    *v += (std * z).max(-clip).min(clip);
-                }
+            // Without a branch: a missing point gets zero noise.
+            let keep = if is_missing(p) { 0.0 } else { 1.0 };
+            for (v, &z) in p.iter_mut().zip(z) {
+                *v += keep * (std * z).max(-clip).min(clip);
             }
         }
     }
@@ -1253,7 +1274,6 @@ pub struct Scratch {
     kernel: Vec<f32>,
     pub(crate) index: Vec<usize>,
     rows: Vec<usize>,
-    cols: Vec<usize>,
     lrows: Vec<(usize, f32)>,
     xpass: RowResampler,
 }

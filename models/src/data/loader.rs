@@ -630,7 +630,10 @@ fn finite_f32<'a>(
     let v = view
         .as_f32()
         .ok_or_else(|| corrupt(format!("sample {i}: {m} record is not f32")))?;
-    if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+    // A branch-free scan first (vectorised); the position only when something is wrong.
+    let bad = v.iter().fold(false, |bad, x| bad | !x.is_finite());
+    if bad {
+        let k = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
         return Err(corrupt(format!(
             "sample {i}: {m} record holds {} at element {k} (corrupt?)",
             v[k]

@@ -59,9 +59,24 @@ pub struct RowResampler {
 }
 
 impl RowResampler {
-    /// Plans resizing rows of a crop `len` pixels wide to `out` pixels, flipped if asked.
+    /// Plans bilinear resizing of rows of a crop `len` pixels wide to `out` pixels, flipped
+    /// if asked.
     pub fn plan(&mut self, out: usize, len: usize, flip: bool) {
         linear_table(out, len, flip, &mut self.cols);
+        self.plan_tiles(len);
+    }
+
+    /// Plans nearest resizing (`nearest_table`'s choice, each value copied exactly: weight 0).
+    pub fn plan_nearest(&mut self, out: usize, len: usize, flip: bool) {
+        let mut idx = Vec::new();
+        nearest_table(out, 0, len, flip, &mut idx);
+        self.cols.clear();
+        self.cols.extend(idx.into_iter().map(|a| (a, 0.0)));
+        self.plan_tiles(len);
+    }
+
+    fn plan_tiles(&mut self, len: usize) {
+        let out = self.cols.len();
         self.len = len;
         self.tiles.clear();
         self.loose.clear();

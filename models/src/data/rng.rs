@@ -72,23 +72,61 @@ pub fn shuffle_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
 }
 
 /// Fills `out` with standard normal draws, fast enough for bulk noise (hundreds of thousands of
-/// values per sample, e.g. depth noise): 12 random bits pick one of 4096 equal-probability
-/// quantiles of N(0, 1), so one 64-bit draw gives five values. The distribution is exact up to
-/// the quantisation (tails stop at 3.5 sigma); the table is rescaled to unit variance.
+/// values per sample, e.g. depth noise). One 64-bit key is drawn from `rng`; value `i` is then
+/// `Q(hash(key, i))`, where the hash is two rounds of a 32-bit integer mixer (counter-based,
+/// so the loop vectorises, about 20x cheaper than a ChaCha word per value) and `Q` maps its top
+/// 12 bits to one of 4096 equal-probability quantiles of N(0, 1). The distribution is exact up
+/// to that quantisation (tails stop at 3.5 sigma); the table is rescaled to unit variance.
 pub fn fill_normal(rng: &mut ChaCha8Rng, out: &mut [f32]) {
+    let key = rng.next_u64();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            unsafe { fill_normal_avx2(key, out) };
+            return;
+        }
+    }
+    fill_normal_keyed(key, out);
+}
+
+/// `fill_normal_keyed` compiled for AVX2 (8-lane integer multiplies); same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn fill_normal_avx2(key: u64, out: &mut [f32]) {
+    fill_normal_keyed(key, out)
+}
+
+#[inline(always)]
+fn fill_normal_keyed(key: u64, out: &mut [f32]) {
     let table = normal_table();
-    for block in out.chunks_mut(PER_DRAW) {
-        let mut bits = rng.next_u64();
-        for z in block {
-            *z = table[(bits as usize) & (TABLE_LEN - 1)];
-            bits >>= TABLE_BITS;
+    let (k0, k1) = (key as u32, (key >> 32) as u32);
+    // Hashes first (a pure integer loop, vectorised), then the table lookups.
+    let mut idx = [0u32; 256];
+    for (c, chunk) in out.chunks_mut(idx.len()).enumerate() {
+        let base = (c * idx.len()) as u32;
+        for (j, h) in idx.iter_mut().enumerate() {
+            let i = base.wrapping_add(j as u32);
+            *h = mix32(mix32(i.wrapping_add(k0)) ^ k1) >> (32 - TABLE_BITS);
+        }
+        for (z, &h) in chunk.iter_mut().zip(&idx) {
+            *z = table[h as usize];
         }
     }
 }
 
+/// A 32-bit integer hash with good avalanche ("lowbias32", C. Wellons, 2018).
+#[inline(always)]
+fn mix32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
 const TABLE_BITS: u32 = 12;
 const TABLE_LEN: usize = 1 << TABLE_BITS;
-const PER_DRAW: usize = (64 / TABLE_BITS) as usize;
 
 fn normal_table() -> &'static [f32; TABLE_LEN] {
     static TABLE: OnceLock<Box<[f32; TABLE_LEN]>> = OnceLock::new();
