@@ -307,7 +307,7 @@ fn depth_holes_only_zero_pixels_in_blobs() {
     for (f, s) in data.chunks(h * w).zip(src.chunks(h * w)) {
         let zeros = f.iter().filter(|&&v| v == 0.0).count();
         // At least one disc of radius >= 2 px, at most three of radius <= 6 px.
-        assert!(zeros >= 4 && zeros <= 3 * 37 * 4, "{zeros} zeros");
+        assert!((4..=3 * 37 * 4).contains(&zeros), "{zeros} zeros");
         for (a, b) in f.iter().zip(s) {
             assert!(*a == 0.0 || a == b);
         }

@@ -669,9 +669,10 @@ impl JitterMap {
     }
 
     #[inline(always)]
+    #[allow(clippy::manual_clamp)]
     fn apply(&self, r: f32, g: f32, b: f32) -> (f32, f32, f32) {
         let base = self.kg * grey(r, g, b) + self.k0;
-        // max/min rather than clamp: they map to vector instructions.
+        // max/min rather than clamp: they map straight to vector instructions.
         let c = |x: f32| (self.kx * x + base).max(0.0).min(1.0);
         (c(r), c(g), c(b))
     }
