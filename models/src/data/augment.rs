@@ -1031,20 +1031,24 @@ fn rgb_frame(
             vrow[cw..].fill(last);
         }
     }
-    for (oplane, bufs) in out
-        .chunks_exact_mut(oh * ow)
-        .zip(scratch.values.chunks_exact(oh * stride))
-    {
-        for (orow, vrow) in oplane.chunks_exact_mut(ow).zip(bufs.chunks_exact(stride)) {
-            scratch.xpass.run(vrow, orow);
-        }
-    }
-    if let Some(j) = jitter {
-        let map = JitterMap::new(j, grey(sums[0], sums[1], sums[2]) / (oh * cw) as f32);
-        let (o0, rest) = out.split_at_mut(oh * ow);
-        let (o1, o2) = rest.split_at_mut(oh * ow);
-        for ((r, g), b) in o0.iter_mut().zip(o1.iter_mut()).zip(o2.iter_mut()) {
-            (*r, *g, *b) = map.apply(*r, *g, *b);
+    // Row by row: the x pass of the three channels, then (while the row is in L1) the
+    // colour jitter, whose mean grey the blends above have already summed.
+    let map = jitter.map(|j| JitterMap::new(j, grey(sums[0], sums[1], sums[2]) / (oh * cw) as f32));
+    let (o0, rest) = out.split_at_mut(oh * ow);
+    let (o1, o2) = rest.split_at_mut(oh * ow);
+    let (b0, rest) = scratch.values.split_at(oh * stride);
+    let (b1, b2) = rest.split_at(oh * stride);
+    for y in 0..oh {
+        let rows = y * ow..(y + 1) * ow;
+        let (r, g, b) = (&mut o0[rows.clone()], &mut o1[rows.clone()], &mut o2[rows]);
+        let bufs = y * stride..(y + 1) * stride;
+        scratch.xpass.run(&b0[bufs.clone()], r);
+        scratch.xpass.run(&b1[bufs.clone()], g);
+        scratch.xpass.run(&b2[bufs], b);
+        if let Some(map) = &map {
+            for ((r, g), b) in r.iter_mut().zip(g.iter_mut()).zip(b.iter_mut()) {
+                (*r, *g, *b) = map.apply(*r, *g, *b);
+            }
         }
     }
 }
