@@ -81,7 +81,9 @@ fn batched_products_without_broadcasting() {
         });
         // A batch of 1023 one-element products.
         let (a, b) = (randn(&[1023, 1, 1], 15), randn(&[1023, 1, 1], 16));
-        check_agrees("batch of 1023 1x1x1", device, &[a, b], |t| t[0].matmul(&t[1]));
+        check_agrees("batch of 1023 1x1x1", device, &[a, b], |t| {
+            t[0].matmul(&t[1])
+        });
     });
 }
 
@@ -178,7 +180,11 @@ fn linear_with_bias_needs_the_cuda_sum() {
                 |t| Tensor::linear(&t[0], &t[1], Some(&t[2])),
             );
         }
-        let (x, w, b) = (randn(&[2, 3, 1023], 74), randn(&[33, 1023], 75), randn(&[33], 76));
+        let (x, w, b) = (
+            randn(&[2, 3, 1023], 74),
+            randn(&[33, 1023], 75),
+            randn(&[33], 76),
+        );
         check_agrees("linear+bias rank 3", device, &[x, w, b], |t| {
             Tensor::linear(&t[0], &t[1], Some(&t[2]))
         });
@@ -200,7 +206,10 @@ fn products_in_f64() {
                 t[0].matmul(&t[1])
             });
         }
-        let (a, b) = (f64s(randn(&[2, 3, 17, 31], 81)), f64s(randn(&[2, 3, 33, 31], 82)));
+        let (a, b) = (
+            f64s(randn(&[2, 3, 17, 31], 81)),
+            f64s(randn(&[2, 3, 33, 31], 82)),
+        );
         check_agrees("f64 batched a @ b^T", device, &[a, b], |t| {
             t[0].matmul_transposed(&t[1], false, true)
         });
@@ -296,7 +305,9 @@ fn products_are_repeatable_and_devices_must_match() {
             matches!(err, Error::DeviceMismatch { op: "linear", .. }),
             "{err}"
         );
-        let err = ga.matmul(&randn(&[128, 3], 103).to_device(device).unwrap()).unwrap_err();
+        let err = ga
+            .matmul(&randn(&[128, 3], 103).to_device(device).unwrap())
+            .unwrap_err();
         assert!(matches!(err, Error::Shape { op: "matmul", .. }), "{err}");
     });
 }

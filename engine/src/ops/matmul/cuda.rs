@@ -292,10 +292,7 @@ fn float_pair(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<DTyp
 /// The largest element any product of the plan reads, plus one, for each operand.
 fn extents(p: &Batched) -> (usize, usize) {
     let last = |offs: &[usize], size: usize| offs.iter().max().map_or(0, |&o| o + size);
-    (
-        last(&p.a_offsets, p.m * p.k),
-        last(&p.b_offsets, p.k * p.n),
-    )
+    (last(&p.a_offsets, p.m * p.k), last(&p.b_offsets, p.k * p.n))
 }
 
 /// Every product of the plan into a new contiguous `(batch, m, n)` buffer, as `cpu::batched`.
@@ -562,7 +559,9 @@ mod tests {
         };
         let r = runs(&p);
         assert_eq!(
-            r.iter().map(|r| (r.first, r.count, r.sa, r.sb)).collect::<Vec<_>>(),
+            r.iter()
+                .map(|r| (r.first, r.count, r.sa, r.sb))
+                .collect::<Vec<_>>(),
             vec![(0, 3, 0, 2), (3, 3, 0, 2), (6, 1, 0, 0)]
         );
         let single = Batched {
