@@ -8,12 +8,16 @@
 //! margin for long inner dimensions and cancellation.
 
 mod common;
+#[cfg(feature = "cuda")]
 use common::gpu::*;
+#[cfg(feature = "cuda")]
 use rcmcl::engine::{cuda, Tensor};
 
+#[cfg(feature = "cuda")]
 /// The documented agreement bound for f32 products with TF32 on (relative, in the 2-norm).
 const TF32_TOL: f64 = 1e-2;
 
+#[cfg(feature = "cuda")]
 /// ||got - want|| / ||want||; NaN or infinity in `got` fails.
 fn rel_err(what: &str, want: &Tensor, got: &Tensor) -> f64 {
     assert_eq!(want.dims(), got.dims(), "{what}: shapes differ");
@@ -27,6 +31,7 @@ fn rel_err(what: &str, want: &Tensor, got: &Tensor) -> f64 {
     diff.sqrt() / norm.sqrt().max(1e-30)
 }
 
+#[cfg(feature = "cuda")]
 /// The largest relative error over the output and both gradients of `a @ b` (and `a @ b^T` for
 /// the transposed flags), on the device against the CPU.
 fn worst_error(device: rcmcl::engine::Device, a: &Tensor, b: &Tensor, tb: bool) -> f64 {
@@ -45,6 +50,7 @@ fn worst_error(device: rcmcl::engine::Device, a: &Tensor, b: &Tensor, tb: bool) 
         .max(rel_err("gradient of b", &cb, &gb))
 }
 
+#[cfg(feature = "cuda")]
 #[test]
 fn tf32_is_off_by_default_within_its_bound_when_on_and_switches_back() {
     on_each_gpu(
@@ -80,5 +86,14 @@ fn tf32_is_off_by_default_within_its_bound_when_on_and_switches_back() {
                 }
             }
         },
+    );
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn tf32_is_off_by_default_within_its_bound_when_on_and_switches_back() {
+    common::gpu::on_each_gpu(
+        "tf32_is_off_by_default_within_its_bound_when_on_and_switches_back",
+        |_| {},
     );
 }
