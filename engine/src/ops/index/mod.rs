@@ -21,10 +21,13 @@ use crate::{DType, Error, Float, Result, Tensor};
 use cpu::AxisView;
 
 /// Turns the host-side check of CUDA index values on or off for the process (the default is
-/// `RCMCL_CUDA_CHECK_INDICES=1` in the environment, else off): see the module docs.
-#[cfg(feature = "cuda")]
+/// `RCMCL_CUDA_CHECK_INDICES=1` in the environment, else off): see the module docs. Without the
+/// `cuda` feature there is nothing to switch (the CPU always checks).
 pub fn set_cuda_index_checks(on: bool) {
+    #[cfg(feature = "cuda")]
     cuda::set_check_indices(on);
+    #[cfg(not(feature = "cuda"))]
+    let _ = on;
 }
 
 /// An index tensor's values, where its kernels read them.
