@@ -48,9 +48,9 @@ fn index_select_on_each_axis_with_repeats() {
     on_each_gpu("index_select_on_each_axis_with_repeats", |device| {
         let dims = [7usize, 33, 31];
         let x = randn(&dims, 1);
-        for axis in 0..3 {
+        for (axis, &size) in dims.iter().enumerate() {
             for &n in &[1usize, 31, 33, 70] {
-                let ids = index_tensor(n, dims[axis], (axis * 100 + n) as u64);
+                let ids = index_tensor(n, size, (axis * 100 + n) as u64);
                 check_agrees(
                     &format!("index_select axis {axis}, {n} indices"),
                     device,

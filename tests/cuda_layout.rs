@@ -118,8 +118,7 @@ fn narrow_on_each_axis() {
     on_each_gpu("narrow_on_each_axis", |device| {
         let dims = [7usize, 33, 31];
         let x = randn(&dims, 1);
-        for axis in 0..3 {
-            let size = dims[axis];
+        for (axis, &size) in dims.iter().enumerate() {
             for (start, len) in [(0, 1), (1, size - 2), (size - 1, 1), (2, size / 2)] {
                 check_agrees(
                     &format!("narrow axis {axis} {start}..{}", start + len),

@@ -120,36 +120,36 @@ fn add_into_storage(
     ) -> Result<()>,
 ) -> Result<Storage> {
     let src_guard = src.storage();
-    let src_c = match &*src_guard {
-        Storage::Cpu(c) => c,
-        #[cfg(feature = "cuda")]
-        Storage::Cuda(s) => {
-            if s.dtype() != dtype || !dtype.is_float() {
-                return Err(Error::DTypeMismatch {
-                    op,
-                    a: dtype,
-                    b: s.dtype(),
-                });
-            }
-            let out = match base {
-                // `src` is already locked: copy it rather than lock its storage twice.
-                Some(b) if b.same_storage(src) => s.duplicate()?,
-                Some(b) => match &*b.storage() {
-                    Storage::Cuda(c) => c.duplicate()?,
-                    other => {
-                        return Err(Error::DeviceMismatch {
-                            op,
-                            a: other.device(),
-                            b: src.device(),
-                        })
-                    }
-                },
-                None => crate::cuda::CudaStorage::zeros(s.gpu(), zeros_len, dtype)?,
-            };
-            add_cuda(&out, s)?;
-            return Ok(Storage::Cuda(out));
+    #[cfg(feature = "cuda")]
+    if let Storage::Cuda(s) = &*src_guard {
+        if s.dtype() != dtype || !dtype.is_float() {
+            return Err(Error::DTypeMismatch {
+                op,
+                a: dtype,
+                b: s.dtype(),
+            });
         }
-    };
+        let out = match base {
+            // `src` is already locked: copy it rather than lock its storage twice.
+            Some(b) if b.same_storage(src) => s.duplicate()?,
+            Some(b) => match &*b.storage() {
+                Storage::Cuda(c) => c.duplicate()?,
+                other => {
+                    return Err(Error::DeviceMismatch {
+                        op,
+                        a: other.device(),
+                        b: src.device(),
+                    })
+                }
+            },
+            None => crate::cuda::CudaStorage::zeros(s.gpu(), zeros_len, dtype)?,
+        };
+        add_cuda(&out, s)?;
+        return Ok(Storage::Cuda(out));
+    }
+    let src_c = src_guard
+        .as_cpu()
+        .ok_or_else(|| Error::invalid(op, "a device storage reached the host kernels"))?;
     let storage = match (dtype, src_c) {
         (DType::F32, CpuStorage::F32(s)) => {
             let mut out: Vec<f32> = start_from(base, zeros_len)?;
