@@ -331,3 +331,74 @@ fn layouts_beyond_eight_dimensions_are_a_clear_error() {
         },
     );
 }
+
+/// Achieved bandwidth of the layout copies against a device-to-device copy of the same bytes:
+/// the tiled transpose (a matrix, and the last two axes of a batch), a permute that keeps the
+/// innermost axis (strided copy), narrow, pad and concat. A timing, so ignored by default; run
+/// alone (it switches output poisoning off, which would add a write per output):
+/// `cargo test --release --features cuda --test cuda_layout -- --ignored --nocapture`.
+/// The transpose is held to half the copy bandwidth (a tiled transpose usually reaches 80% or
+/// more); the others are reported.
+#[cfg(feature = "cuda")]
+#[test]
+#[ignore]
+fn layout_copies_against_the_copy_bandwidth() {
+    use rcmcl::engine::{cuda, Storage};
+    use std::time::Instant;
+    on_each_gpu("layout_copies_against_the_copy_bandwidth", |device| {
+        cuda::set_poison_outputs(false);
+        let (r, c) = (8192usize, 8192usize); // 256 MiB of f32: far beyond any cache
+        let x = Tensor::rand_uniform([r, c], -1.0, 1.0, 1, DType::F32, device).unwrap();
+        let b = x.reshape([64, 128, 8192]).unwrap();
+        let seconds = |f: &dyn Fn()| {
+            f(); // warm-up: compiles the family, fills the allocator's cache
+            cuda::synchronize(device).unwrap();
+            let reps = 20;
+            let start = Instant::now();
+            for _ in 0..reps {
+                f();
+            }
+            cuda::synchronize(device).unwrap();
+            start.elapsed().as_secs_f64() / reps as f64
+        };
+        let bytes = (r * c * 4) as f64;
+        let copy = seconds(&|| match &*x.storage() {
+            Storage::Cuda(s) => drop(s.duplicate().unwrap()),
+            Storage::Cpu(_) => unreachable!("x is on the device"),
+        });
+        let copy_bw = 2.0 * bytes / copy;
+        println!("{device}: device-to-device copy {:.0} GB/s", copy_bw / 1e9);
+        // (name, bytes moved relative to the input, held to the bound, op)
+        let cases: [(&str, f64, bool, &dyn Fn()); 6] = [
+            ("t [8192, 8192]", 2.0, true, &|| drop(x.t().unwrap())),
+            ("t [64, 128, 8192]", 2.0, true, &|| drop(b.t().unwrap())),
+            ("permute [64, 128, 8192] (1, 0, 2)", 2.0, false, &|| {
+                drop(b.permute(&[1, 0, 2]).unwrap())
+            }),
+            ("narrow half the columns", 1.0, false, &|| {
+                drop(x.narrow(1, 1, c / 2).unwrap())
+            }),
+            ("pad by one on each side", 2.0, false, &|| {
+                drop(x.pad(&[(1, 1), (1, 1)], 0.0).unwrap())
+            }),
+            ("concat (x, x) on axis 1", 4.0, false, &|| {
+                drop(Tensor::concat(&[&x, &x], 1).unwrap())
+            }),
+        ];
+        let mut slow = Vec::new();
+        for (name, moved, required, f) in cases {
+            let bw = moved * bytes / seconds(f);
+            let ratio = bw / copy_bw;
+            println!(
+                "{device}: {name} {:.0} GB/s = {:.0}% of the copy",
+                bw / 1e9,
+                ratio * 100.0
+            );
+            if required && ratio < 0.5 {
+                slow.push(format!("{name} at {:.0}%", ratio * 100.0));
+            }
+        }
+        cuda::set_poison_outputs(true);
+        assert!(slow.is_empty(), "below 50% of the copy bandwidth: {slow:?}");
+    });
+}
