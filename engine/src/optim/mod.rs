@@ -93,8 +93,12 @@ fn grad_of(op: &'static str, name: &str, param: &Tensor) -> Result<Option<Tensor
     Ok(Some(g))
 }
 
-/// A copy with its own storage (state must not alias tensors the caller keeps).
-fn own_copy(t: &Tensor) -> Result<Tensor> {
+/// A copy with its own storage on `device` (state must not alias tensors the caller keeps, and
+/// lives where its parameter does: state read from a checkpoint on the CPU moves to the GPU).
+fn own_copy(t: &Tensor, device: crate::Device) -> Result<Tensor> {
+    if t.device() != device {
+        return Ok(t.detach().to_device(device)?.detach());
+    }
     let storage: Storage = t.storage().try_clone()?;
     Tensor::from_storage(storage, t.shape().clone())
 }
