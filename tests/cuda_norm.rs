@@ -66,7 +66,7 @@ fn batch_norm_training_forward_and_backward() {
             check_agrees(
                 &format!("batch_norm train plain {dims:?}"),
                 device,
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 |t| t[0].batch_norm(None, None, None, None, true, MOMENTUM, EPS),
             );
             let (w, _) = affine(c, 300 + k as u64);
@@ -248,7 +248,7 @@ fn layer_norm_forward_and_backward() {
             check_agrees(
                 &format!("layer_norm plain [{rows}, {d}]"),
                 device,
-                &[x.clone()],
+                std::slice::from_ref(&x),
                 |t| t[0].layer_norm(1, None, None, EPS),
             );
             check_agrees(

@@ -16,13 +16,12 @@ use rcmcl::engine::{DType, Device, Tensor};
 /// Parameter shapes: sizes 1, 33, 4097, a matrix, and one of several chunks (4096 elements each).
 const SHAPES: &[&[usize]] = &[&[1], &[33], &[4097], &[31, 33], &[3, 4097]];
 
+/// Named parameters.
+type Named = Vec<(String, Tensor)>;
+
 /// The same named parameters on the CPU and on `device` (f32, plus one f64 parameter when
 /// `with_f64`).
-fn params(
-    device: Device,
-    with_f64: bool,
-    seed: u64,
-) -> (Vec<(String, Tensor)>, Vec<(String, Tensor)>) {
+fn params(device: Device, with_f64: bool, seed: u64) -> (Named, Named) {
     let mut cpu = Vec::new();
     let mut gpu = Vec::new();
     for (k, dims) in SHAPES.iter().enumerate() {
