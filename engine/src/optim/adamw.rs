@@ -215,13 +215,15 @@ impl Optimizer for AdamW {
     fn step(&mut self) -> Result<()> {
         check_hyper(OP, "learning rate", self.config.lr, self.config.lr >= 0.0)?;
         let config = self.config;
-        // CUDA parameters are collected into groups (device, dtype, step count) and updated by
-        // one fused launch per group after the loop; the gradients are held until then.
+        // CUDA parameters are only checked and collected in this loop (their gradients held);
+        // after it, each advances its step count and joins a group (device, dtype, step count)
+        // that one fused launch updates. An error while collecting leaves them all untouched.
         #[cfg(feature = "cuda")]
-        let mut groups: Vec<(u64, super::cuda::Group)> = Vec::new();
+        let mut pending: Vec<(usize, super::cuda::Entry)> = Vec::new();
         #[cfg(feature = "cuda")]
         let mut held = Vec::new();
-        for slot in &mut self.slots {
+        #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+        for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(grad) = grad_of(OP, &slot.name, &slot.param)? else {
                 continue;
             };
@@ -233,10 +235,9 @@ impl Optimizer for AdamW {
                 });
             }
             let st = slot.state.as_mut().expect("state created above");
-            st.step += 1;
             #[cfg(feature = "cuda")]
-            if let Device::Cuda(ordinal) = slot.param.device() {
-                use super::cuda::{address, Entry, Group};
+            if let Device::Cuda(_) = slot.param.device() {
+                use super::cuda::{address, Entry};
                 let (device, dtype) = (slot.param.device(), slot.param.dtype());
                 let name = &slot.name;
                 let entry = Entry {
@@ -247,23 +248,11 @@ impl Optimizer for AdamW {
                     n: slot.param.numel(),
                     flags: 0,
                 };
-                let same = |(s, g): &&mut (u64, Group)| {
-                    *s == st.step && g.ordinal == ordinal && g.dtype == dtype
-                };
-                match groups.iter_mut().find(same) {
-                    Some((_, g)) => g.entries.push(entry),
-                    None => groups.push((
-                        st.step,
-                        Group {
-                            ordinal,
-                            dtype,
-                            entries: vec![entry],
-                        },
-                    )),
-                }
+                pending.push((index, entry));
                 held.push(grad);
                 continue;
             }
+            st.step += 1;
             match slot.param.dtype() {
                 DType::F32 => AdamW::update_typed::<f32>(&slot.param, &grad, st, &config)?,
                 DType::F64 => AdamW::update_typed::<f64>(&slot.param, &grad, st, &config)?,
@@ -272,6 +261,32 @@ impl Optimizer for AdamW {
         }
         #[cfg(feature = "cuda")]
         {
+            use super::cuda::Group;
+            let mut groups: Vec<(u64, Group)> = Vec::new();
+            for (index, entry) in pending {
+                let slot = &mut self.slots[index];
+                let Device::Cuda(ordinal) = slot.param.device() else {
+                    continue;
+                };
+                let dtype = slot.param.dtype();
+                let st = slot.state.as_mut().expect("state created in the loop");
+                st.step += 1;
+                let step = st.step;
+                let same = |(s, g): &&mut (u64, Group)| {
+                    *s == step && g.ordinal == ordinal && g.dtype == dtype
+                };
+                match groups.iter_mut().find(same) {
+                    Some((_, g)) => g.entries.push(entry),
+                    None => groups.push((
+                        step,
+                        Group {
+                            ordinal,
+                            dtype,
+                            entries: vec![entry],
+                        },
+                    )),
+                }
+            }
             for (position, (step, group)) in groups.iter().enumerate() {
                 let consts = AdamWConsts::new(&config, *step);
                 super::cuda::adamw(&mut self.tables, position, group, &consts)?;

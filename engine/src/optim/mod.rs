@@ -4,6 +4,13 @@
 //! (`cpu.rs`), following PyTorch's update rules exactly. Parameters without a gradient are skipped.
 //! Their state is exposed as named tensors ("adamw.m.<param>", ...) so it goes into checkpoints
 //! beside the model.
+//!
+//! With the `cuda` feature, parameters on a CUDA device are updated by fused multi-tensor kernels
+//! (`cuda.rs`, kernels/optim.cu): one launch per (device, dtype[, AdamW step count]) group, through
+//! a device table of the group's tensors that the optimizer keeps and re-uploads only when it
+//! changes. The kernels do the CPU's arithmetic operation by operation (no FMA contraction), so
+//! CUDA parameters follow the CPU's values bit for bit. Optimizer state lives on its parameter's
+//! device (state loaded from a CPU checkpoint moves there).
 
 pub mod adamw;
 pub mod clip;

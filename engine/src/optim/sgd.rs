@@ -157,10 +157,11 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         check_hyper(OP, "learning rate", self.config.lr, self.config.lr >= 0.0)?;
-        // CUDA parameters are collected into groups (device, dtype) and updated by one fused
-        // launch per group after the loop; the gradients are held until then.
+        // CUDA parameters are only checked and collected in this loop (their gradients held);
+        // after it they are grouped (device, dtype), new momentum buffers are installed, and one
+        // fused launch per group updates them. An error while collecting leaves them untouched.
         #[cfg(feature = "cuda")]
-        let mut groups: Vec<super::cuda::Group> = Vec::new();
+        let mut pending: Vec<(usize, super::cuda::Entry, Option<Tensor>)> = Vec::new();
         #[cfg(feature = "cuda")]
         let mut held = Vec::new();
         for i in 0..self.slots.len() {
@@ -175,8 +176,8 @@ impl Optimizer for Sgd {
                 (None, true) => Some((slot.param.zeros_like()?, true)),
             };
             #[cfg(feature = "cuda")]
-            if let crate::Device::Cuda(ordinal) = slot.param.device() {
-                use super::cuda::{address, Entry, Group, FIRST_STEP};
+            if let crate::Device::Cuda(_) = slot.param.device() {
+                use super::cuda::{address, Entry, FIRST_STEP};
                 let (device, dtype) = (slot.param.device(), slot.param.dtype());
                 let name = &slot.name;
                 let (s1, flags) = match &momentum {
@@ -194,21 +195,12 @@ impl Optimizer for Sgd {
                     n: slot.param.numel(),
                     flags,
                 };
-                match groups
-                    .iter_mut()
-                    .find(|g| g.ordinal == ordinal && g.dtype == dtype)
-                {
-                    Some(g) => g.entries.push(entry),
-                    None => groups.push(Group {
-                        ordinal,
-                        dtype,
-                        entries: vec![entry],
-                    }),
-                }
+                let created = match momentum {
+                    Some((buffer, true)) => Some(buffer),
+                    _ => None,
+                };
+                pending.push((i, entry, created));
                 held.push(grad);
-                if let Some((buffer, true)) = momentum {
-                    self.slots[i].momentum = Some(buffer);
-                }
                 continue;
             }
             let borrowed = momentum.as_ref().map(|(b, first)| (b, *first));
@@ -223,6 +215,29 @@ impl Optimizer for Sgd {
         }
         #[cfg(feature = "cuda")]
         {
+            use super::cuda::Group;
+            let mut groups: Vec<Group> = Vec::new();
+            for (i, entry, created) in pending {
+                let slot = &mut self.slots[i];
+                let crate::Device::Cuda(ordinal) = slot.param.device() else {
+                    continue;
+                };
+                let dtype = slot.param.dtype();
+                if created.is_some() {
+                    slot.momentum = created;
+                }
+                match groups
+                    .iter_mut()
+                    .find(|g| g.ordinal == ordinal && g.dtype == dtype)
+                {
+                    Some(g) => g.entries.push(entry),
+                    None => groups.push(Group {
+                        ordinal,
+                        dtype,
+                        entries: vec![entry],
+                    }),
+                }
+            }
             for (position, group) in groups.iter().enumerate() {
                 super::cuda::sgd(&mut self.tables, position, group, &self.config)?;
             }

@@ -4,6 +4,12 @@
 //! Batch norm in training normalises with the batch statistics (biased variance) and updates the
 //! running statistics in place, outside the graph, with the unbiased variance (as PyTorch); in
 //! evaluation it normalises with the running statistics.
+//!
+//! On CUDA (`cuda.rs`, kernels/norm.cu) the same arithmetic runs on the device: statistics and
+//! gradient sums accumulate in f64 through per-block partial sums added in a fixed order (no
+//! atomics), so results are identical from run to run and agree with the CPU to f64 rounding of
+//! the sums; the elementwise passes round each operation as the CPU does. The running statistics
+//! are updated in place on the device, and the statistics never leave it.
 
 mod cpu;
 #[cfg(feature = "cuda")]
