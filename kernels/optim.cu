@@ -56,6 +56,66 @@ __device__ __forceinline__ void chunk_of(const TensorEntry& e, i64 b, i64* begin
     *end = min(e.n, *begin + OPTIM_CHUNK);
 }
 
+// ----- the element loop of the updates ----------------------------------------------------------
+
+// 16 bytes of elements: 4 floats or 2 doubles.
+template <typename T> struct Pack;
+template <> struct Pack<float> {
+    typedef float4 V;
+    static constexpr int K = 4;
+};
+template <> struct Pack<double> {
+    typedef double2 V;
+    static constexpr int K = 2;
+};
+
+__device__ __forceinline__ bool aligned16(const void* p) { return ((u64)p & 15ull) == 0; }
+
+// Calls f(p[i], g[i], a[i], b[i]) (references that f may update) for i in [begin, end), by
+// 16-byte packs when every buffer of the chunk is 16-byte aligned (always, for the engine's
+// allocations), then element by element for the rest. A null state buffer reads as 0 and is
+// not written. Each element's arithmetic is the same on either path.
+template <typename T, typename F>
+__device__ __forceinline__ void chunk_map(T* __restrict__ p, const T* __restrict__ g, T* __restrict__ a,
+                                          T* __restrict__ b, i64 begin, i64 end, F f) {
+    typedef typename Pack<T>::V V;
+    constexpr int K = Pack<T>::K;
+    i64 rest = begin;
+    if (aligned16(p + begin) && aligned16(g + begin) && (a == nullptr || aligned16(a + begin)) &&
+        (b == nullptr || aligned16(b + begin))) {
+        const i64 packs = (end - begin) / K;
+        for (i64 k = threadIdx.x; k < packs; k += blockDim.x) {
+            const i64 i = begin + k * K;
+            V pv = *reinterpret_cast<const V*>(p + i);
+            const V gv = *reinterpret_cast<const V*>(g + i);
+            V av, bv;
+            T* pa = reinterpret_cast<T*>(&pv);
+            const T* ga = reinterpret_cast<const T*>(&gv);
+            T* aa = reinterpret_cast<T*>(&av);
+            T* ba = reinterpret_cast<T*>(&bv);
+            if (a != nullptr) av = *reinterpret_cast<const V*>(a + i);
+            else for (int j = 0; j < K; ++j) aa[j] = T(0);
+            if (b != nullptr) bv = *reinterpret_cast<const V*>(b + i);
+            else for (int j = 0; j < K; ++j) ba[j] = T(0);
+#pragma unroll
+            for (int j = 0; j < K; ++j) f(pa[j], ga[j], aa[j], ba[j]);
+            *reinterpret_cast<V*>(p + i) = pv;
+            if (a != nullptr) *reinterpret_cast<V*>(a + i) = av;
+            if (b != nullptr) *reinterpret_cast<V*>(b + i) = bv;
+        }
+        rest = begin + packs * K;
+    }
+    for (i64 i = rest + threadIdx.x; i < end; i += blockDim.x) {
+        T pi = p[i];
+        T ai = a != nullptr ? a[i] : T(0);
+        T bi = b != nullptr ? b[i] : T(0);
+        f(pi, g[i], ai, bi);
+        p[i] = pi;
+        if (a != nullptr) a[i] = ai;
+        if (b != nullptr) b[i] = bi;
+    }
+}
+
 // ----- AdamW ----------------------------------------------------------------------------------
 
 // Per element (the CPU's `adamw_serial`):
@@ -69,23 +129,15 @@ __device__ void adamw_body(const TensorEntry* __restrict__ table, i64 entries, T
                            int lerp_low, T beta2, T omb2, T step_size, T bc2_sqrt, T eps) {
     const i64 b = blockIdx.x;
     const TensorEntry& e = entry_of(table, entries, b);
-    T* __restrict__ p = (T*)e.p;
-    const T* __restrict__ g = (const T*)e.g;
-    T* __restrict__ m = (T*)e.s1;
-    T* __restrict__ v = (T*)e.s2;
     i64 begin, end;
     chunk_of(e, b, &begin, &end);
-    for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const T gi = g[i];
-        const T pi = rn_mul(p[i], decay);
-        T mi = m[i];
-        mi = lerp_low ? rn_add(mi, rn_mul(omb1, rn_sub(gi, mi))) : rn_sub(gi, rn_mul(rn_sub(gi, mi), keep1));
-        const T vi = rn_add(rn_mul(v[i], beta2), rn_mul(rn_mul(omb2, gi), gi));
-        const T denom = rn_add(rn_div(rn_sqrt(vi), bc2_sqrt), eps);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = rn_sub(pi, rn_div(rn_mul(step_size, mi), denom));
-    }
+    chunk_map((T*)e.p, (const T*)e.g, (T*)e.s1, (T*)e.s2, begin, end, [&](T& p, T g, T& m, T& v) {
+        p = rn_mul(p, decay);
+        m = lerp_low ? rn_add(m, rn_mul(omb1, rn_sub(g, m))) : rn_sub(g, rn_mul(rn_sub(g, m), keep1));
+        v = rn_add(rn_mul(v, beta2), rn_mul(rn_mul(omb2, g), g));
+        const T denom = rn_add(rn_div(rn_sqrt(v), bc2_sqrt), eps);
+        p = rn_sub(p, rn_div(rn_mul(step_size, m), denom));
+    });
 }
 
 extern "C" __global__ void adamw_f32(const TensorEntry* table, i64 entries, float decay, float omb1, float keep1,
@@ -111,22 +163,18 @@ __device__ void sgd_body(const TensorEntry* __restrict__ table, i64 entries, T l
                          T keep, int nesterov) {
     const i64 b = blockIdx.x;
     const TensorEntry& e = entry_of(table, entries, b);
-    T* __restrict__ p = (T*)e.p;
-    const T* __restrict__ g = (const T*)e.g;
-    T* __restrict__ buf = (T*)e.s1;
+    const bool has_buf = e.s1 != 0;
     const bool first = (e.flags & OPTIM_FIRST_STEP) != 0;
     i64 begin, end;
     chunk_of(e, b, &begin, &end);
-    for (i64 i = begin + threadIdx.x; i < end; i += blockDim.x) {
-        const T pi = p[i];
-        T d = decay ? rn_add(g[i], rn_mul(wd, pi)) : g[i];
-        if (buf != nullptr) {
-            const T bi = first ? d : rn_add(rn_mul(momentum, buf[i]), rn_mul(keep, d));
-            buf[i] = bi;
-            d = nesterov ? rn_add(d, rn_mul(momentum, bi)) : bi;
+    chunk_map((T*)e.p, (const T*)e.g, (T*)e.s1, (T*)nullptr, begin, end, [&](T& p, T g, T& buf, T&) {
+        T d = decay ? rn_add(g, rn_mul(wd, p)) : g;
+        if (has_buf) {
+            buf = first ? d : rn_add(rn_mul(momentum, buf), rn_mul(keep, d));
+            d = nesterov ? rn_add(d, rn_mul(momentum, buf)) : buf;
         }
-        p[i] = rn_sub(pi, rn_mul(lr, d));
-    }
+        p = rn_sub(p, rn_mul(lr, d));
+    });
 }
 
 extern "C" __global__ void sgd_f32(const TensorEntry* table, i64 entries, float lr, float wd, int decay,

@@ -8,9 +8,10 @@
 //! With the `cuda` feature, parameters on a CUDA device are updated by fused multi-tensor kernels
 //! (`cuda.rs`, kernels/optim.cu): one launch per (device, dtype[, AdamW step count]) group, through
 //! a device table of the group's tensors that the optimizer keeps and re-uploads only when it
-//! changes. The kernels do the CPU's arithmetic operation by operation (no FMA contraction), so
-//! CUDA parameters follow the CPU's values bit for bit. Optimizer state lives on its parameter's
-//! device (state loaded from a CPU checkpoint moves there).
+//! changes. The kernels do the CPU's arithmetic operation by operation (no FMA contraction,
+//! correctly rounded division and square root), so CUDA parameters are meant to follow the CPU's
+//! values bit for bit (tests/cuda_optim.rs checks it on a GPU). Optimizer state lives on its
+//! parameter's device (state loaded from a CPU checkpoint moves there).
 
 pub mod adamw;
 pub mod clip;
