@@ -6,7 +6,11 @@
 //! fixed-size records), `ntu` imports NTU RGB+D; the loader, augmentations and degradations
 //! follow.
 
+pub mod camera;
 mod error;
+pub mod geom;
+pub mod layouts;
+pub mod synthetic;
 
 pub use error::{DataError, DataResult};
 
