@@ -10,6 +10,7 @@ pub mod camera;
 mod error;
 pub mod geom;
 pub mod layouts;
+pub mod preview;
 pub mod synthetic;
 
 pub use error::{DataError, DataResult};

@@ -257,10 +257,10 @@ impl Action {
             PhoneCall => {
                 let e = kf(s, &[(0.1, 0.0), (0.3, 1.0), (0.85, 1.0), (0.97, 0.0)]);
                 p.arms[RIGHT] = Arm {
-                    flex: 25.0 * e,
-                    abd: 6.0 + 39.0 * e,
+                    flex: 20.0 * e,
+                    abd: 6.0 + 49.0 * e,
                     horiz: -5.0 * e,
-                    twist: 35.0 * e,
+                    twist: 40.0 * e,
                     elbow: 8.0 + 142.0 * e,
                     wrist: 10.0 * e,
                     ..rest_arm
@@ -274,10 +274,10 @@ impl Action {
                 // 1 apart, 0 together; apart outside the clapping window.
                 let apart = 1.0 - inner * (0.5 - 0.5 * cycle(s + 0.125 / 4.0, 4.0));
                 let arm = Arm {
-                    flex: 75.0 * e,
+                    flex: 45.0 * e,
                     abd: 6.0 - 6.0 * e,
-                    horiz: e * (-19.0 + 24.0 * apart),
-                    elbow: 8.0 + 42.0 * e,
+                    horiz: e * (-21.0 + 26.0 * apart),
+                    elbow: 8.0 + 57.0 * e,
                     ..rest_arm
                 };
                 p.arms = [arm; 2];

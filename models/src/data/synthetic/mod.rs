@@ -251,6 +251,19 @@ impl SynthConfig {
         }
     }
 
+    /// The index of the sample of class `label` (0-based) by `subject`, `replication` and
+    /// `camera` (1-based), if the configuration has it.
+    pub fn index_of(&self, label: usize, subject: u16, replication: u8, camera: u8) -> Option<usize> {
+        let ok = label < self.classes
+            && (1..=self.subjects).contains(&(subject as usize))
+            && (1..=self.replications).contains(&(replication as usize))
+            && (1..=CAMERAS).contains(&(camera as usize));
+        ok.then(|| {
+            let rest = (replication as usize - 1) * self.subjects + subject as usize - 1;
+            (rest * self.classes + label) * CAMERAS + camera as usize - 1
+        })
+    }
+
     /// Cross-subject (`xsub`: odd-numbered subjects train, half of them as in NTU) and
     /// cross-view (`xview`: cameras 2 and 3 train, camera 1 tests).
     pub fn splits(&self) -> Vec<Split> {

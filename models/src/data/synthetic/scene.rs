@@ -113,7 +113,7 @@ impl CameraPose {
         let position = v3(d * yaw.sin(), h, d * yaw.cos());
         let target = v3(
             rng.gen_range(-0.05..0.05),
-            rng.gen_range(0.85..1.0),
+            rng.gen_range(0.95..1.1),
             rng.gen_range(-0.05..0.05),
         );
         CameraPose::look_at(position, target)

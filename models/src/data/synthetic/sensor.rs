@@ -120,11 +120,11 @@ pub fn estimator_noise(joints: &mut [V3], rng: &mut impl Rng) {
 const RANGE: (f32, f32) = (0.5, 8.0);
 
 /// Depth in millimetres from a clean frame: axial noise growing with the square of distance
-/// (Nguyen et al.'s Kinect model), rounding to millimetres, holes (0) at depth edges (mixed
-/// pixels the sensor rejects) and at random.
+/// (Nguyen et al.'s Kinect model), rounding to millimetres, holes (0) at the body's edges
+/// (mixed pixels the sensor rejects) and at random.
 pub fn depth_mm(frame: &Frame, k: &Intrinsics, rng: &mut impl Rng) -> Vec<u16> {
     let (w, h) = (k.width, k.height);
-    let clean = &frame.depth;
+    let (clean, body) = (&frame.depth, &frame.body);
     let mut out = vec![0u16; w * h];
     for row in 0..h {
         for col in 0..w {
@@ -133,32 +133,38 @@ pub fn depth_mm(frame: &Frame, k: &Intrinsics, rng: &mut impl Rng) -> Vec<u16> {
             if !(RANGE.0..RANGE.1).contains(&z) {
                 continue;
             }
+            // Silhouette edges (body next to background) and jumps where one limb passes in front
+            // of another; the floor's steady slope is no edge.
             let edge = [(0, 1), (0, -1), (1, 0), (-1, 0)].iter().any(|&(dr, dc)| {
                 let (r, c) = (row as isize + dr, col as isize + dc);
                 if r < 0 || c < 0 || r >= h as isize || c >= w as isize {
                     return false;
                 }
-                (clean[r as usize * w + c as usize] - z).abs() > 0.1
+                let n = r as usize * w + c as usize;
+                body[n] != body[i] || (body[i] && (clean[n] - z).abs() > 0.25)
             });
             if (edge && rng.gen_bool(0.5)) || rng.gen_bool(0.004) {
                 continue;
             }
             let sigma = 0.0012 + 0.0019 * (z - 0.4).powi(2);
-            let mm = ((z + sigma * normal(rng)) * 1000.0).round();
+            // Rounding to the nearest millimetre (z is positive, so + 0.5 and truncate).
+            let mm = (z + sigma * normal(rng)) * 1000.0 + 0.5;
             out[i] = mm.clamp(1.0, u16::MAX as f32) as u16;
         }
     }
     out
 }
 
-/// Colour frame to planar u8 (3, H, W) with a little sensor noise.
+/// Colour frame to planar u8 (3, H, W) with a little sensor noise (uniform, +-3 levels per
+/// channel, from one 64-bit draw per pixel).
 pub fn rgb_u8(frame: &Frame, rng: &mut impl Rng) -> Vec<u8> {
     let n = frame.rgb.len();
     let mut out = vec![0u8; 3 * n];
     for (i, px) in frame.rgb.iter().enumerate() {
+        let bits: u64 = rng.gen();
         for (c, &v) in px.iter().enumerate() {
-            let x = v * 255.0 + 2.0 * normal(rng);
-            out[c * n + i] = x.round().clamp(0.0, 255.0) as u8;
+            let noise = ((bits >> (16 * c)) & 0xffff) as f32 / 65535.0 * 6.0 - 3.0;
+            out[c * n + i] = (v * 255.0 + noise + 0.5).clamp(0.0, 255.0) as u8;
         }
     }
     out
