@@ -39,7 +39,10 @@ fn run() -> DataResult<()> {
             "--measure" => measure = true,
             "--classes" => {
                 let list = args.next().expect(usage);
-                classes = list.split(',').map(|c| c.trim().parse().expect(usage)).collect();
+                classes = list
+                    .split(',')
+                    .map(|c| c.trim().parse().expect(usage))
+                    .collect();
             }
             "-h" | "--help" => {
                 println!("{usage}");
@@ -68,7 +71,11 @@ fn run() -> DataResult<()> {
         ..SheetOptions::default()
     };
     write_contact_sheet(&out, &samples, &cfg.intrinsics(), &cfg.class_names(), &opts)?;
-    println!("wrote {} ({} samples of synthetic-{preset})", out.display(), samples.len());
+    println!(
+        "wrote {} ({} samples of synthetic-{preset})",
+        out.display(),
+        samples.len()
+    );
 
     if measure {
         let start = Instant::now();

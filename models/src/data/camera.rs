@@ -73,7 +73,10 @@ mod tests {
         let k = Intrinsics::from_vertical_fov(64, 48, 50.0);
         let p = v3(0.3, -0.2, 2.5);
         let (u, v) = k.project(p).unwrap();
-        assert!(u > k.cx, "a point on the sensor's left lands on the image's right");
+        assert!(
+            u > k.cx,
+            "a point on the sensor's left lands on the image's right"
+        );
         assert!(v > k.cy, "a point below the axis lands in the lower half");
         let q = k.back_project(u, v, p.z);
         assert!((q - p).norm() < 1e-5);

@@ -172,7 +172,16 @@ pub const COCO17: SkeletonLayout = SkeletonLayout {
         (4, 2),
     ],
     centre: 0,
-    mirror_pairs: &[(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)],
+    mirror_pairs: &[
+        (1, 2),
+        (3, 4),
+        (5, 6),
+        (7, 8),
+        (9, 10),
+        (11, 12),
+        (13, 14),
+        (15, 16),
+    ],
 };
 
 /// OpenNI / NiTE (Kinect v1 era), 15 joints: one torso joint, hands at the palm, feet between
@@ -340,9 +349,8 @@ fn to_body15(p: &[V3], f: &BodyFrame) -> Vec<V3> {
     let s = f.scale;
     // OpenNI shoulders sit nearer the midline, hips nearer the pelvis centre.
     let shoulder = |sh: usize| p[k::SPINE_SHOULDER].lerp(p[sh], 0.88);
-    let hip = |hp: usize, knee: usize| {
-        p[k::SPINE_BASE].lerp(p[hp], 0.85) + (p[knee] - p[hp]) * 0.05
-    };
+    let hip =
+        |hp: usize, knee: usize| p[k::SPINE_BASE].lerp(p[hp], 0.85) + (p[knee] - p[hp]) * 0.05;
     // The hand joint is the palm centre, between Kinect's hand and hand-tip joints.
     let hand = |hd: usize, tip: usize| p[hd].lerp(p[tip], 0.4);
     let knee = |kn: usize| p[kn] + f.fwd * (0.03 * s);
@@ -387,7 +395,11 @@ mod tests {
         assert_eq!(l.bones.len(), n - 1, "{}: a tree has n - 1 bones", l.name);
         let mut parent = vec![None; n];
         for &(j, p) in l.bones {
-            assert!(j < n && p < n && j != l.centre, "{}: bad bone ({j}, {p})", l.name);
+            assert!(
+                j < n && p < n && j != l.centre,
+                "{}: bad bone ({j}, {p})",
+                l.name
+            );
             assert!(parent[j].is_none(), "{}: joint {j} has two parents", l.name);
             parent[j] = Some(p);
         }
@@ -400,7 +412,11 @@ mod tests {
                 }
                 j = parent[j].unwrap();
             }
-            assert_eq!(j, l.centre, "{}: joint {start} does not reach the centre", l.name);
+            assert_eq!(
+                j, l.centre,
+                "{}: joint {start} does not reach the centre",
+                l.name
+            );
         }
         let perm = l.mirror_permutation();
         for (i, &p) in perm.iter().enumerate() {

@@ -110,7 +110,8 @@ impl Image {
         let io = |e: std::io::Error| DataError::io(path, e);
         let png = |e: png::EncodingError| DataError::io(path, std::io::Error::other(e));
         let file = std::fs::File::create(path).map_err(io)?;
-        let mut enc = png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
+        let mut enc =
+            png::Encoder::new(BufWriter::new(file), self.width as u32, self.height as u32);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
         let mut writer = enc.write_header().map_err(png)?;
@@ -224,7 +225,13 @@ pub fn contact_sheet(
         let class = class_names
             .get(sample.meta.label as usize)
             .map_or("?", |s| s.as_str());
-        sheet.text(4, y + 4, &format!("{}  {}", sample.meta.name, class), 2, INK);
+        sheet.text(
+            4,
+            y + 4,
+            &format!("{}  {}", sample.meta.name, class),
+            2,
+            INK,
+        );
         y += TITLE_HEIGHT;
         for &m in ROWS.iter().filter(|m| sample.streams.contains_key(m)) {
             sheet.text(4, y + ch / 2 - 5, m.name(), 2, INK);
@@ -260,7 +267,13 @@ fn f32_data(sample: &Sample, m: Modality) -> DataResult<&[f32]> {
 }
 
 /// One cell: frame `t` of stream `m`.
-fn draw_cell(sample: &Sample, m: Modality, t: usize, k: &Intrinsics, s: usize) -> DataResult<Image> {
+fn draw_cell(
+    sample: &Sample,
+    m: Modality,
+    t: usize,
+    k: &Intrinsics,
+    s: usize,
+) -> DataResult<Image> {
     let (w, h) = (k.width, k.height);
     let mut img = Image::new(w * s, h * s, [40, 40, 46]);
     let arr = &sample.streams[&m];

@@ -332,8 +332,16 @@ pub fn forward_kinematics(subject: &Subject, pose: &Pose) -> [V3; JOINTS] {
         * M3::rot_z(deg(-pose.head_side))
         * M3::rot_x(deg(pose.head_flex));
     let sides = [
-        (LEFT, 1.0, [j::SHOULDER_L, j::ELBOW_L, j::WRIST_L, j::HAND_L]),
-        (RIGHT, -1.0, [j::SHOULDER_R, j::ELBOW_R, j::WRIST_R, j::HAND_R]),
+        (
+            LEFT,
+            1.0,
+            [j::SHOULDER_L, j::ELBOW_L, j::WRIST_L, j::HAND_L],
+        ),
+        (
+            RIGHT,
+            -1.0,
+            [j::SHOULDER_R, j::ELBOW_R, j::WRIST_R, j::HAND_R],
+        ),
     ];
     for (side, sign, [sh, el, wr, hd]) in sides {
         let a = &pose.arms[side];
@@ -449,7 +457,10 @@ mod tests {
         let p = forward_kinematics(&s, &Pose::rest());
         assert!(p[j::HEAD].y > 0.5 && p[j::ANKLE_L].y < -0.7);
         assert!(p[j::SHOULDER_L].x > 0.1 && p[j::SHOULDER_R].x < -0.1);
-        assert!(p[j::FOOT_L].z > p[j::ANKLE_L].z + 0.08, "toes point forward");
+        assert!(
+            p[j::FOOT_L].z > p[j::ANKLE_L].z + 0.08,
+            "toes point forward"
+        );
         assert!((p[j::HAND_L].x + p[j::HAND_R].x).abs() < 1e-5, "symmetric");
     }
 
@@ -469,7 +480,10 @@ mod tests {
         let l = p[j::WRIST_L] - p[j::SHOULDER_L];
         assert!(l.z > 0.4 && l.y.abs() < 0.02, "left arm forward: {l:?}");
         let r = p[j::WRIST_R] - p[j::SHOULDER_R];
-        assert!(r.x < -0.4 && r.y.abs() < 0.02, "right arm out to the right: {r:?}");
+        assert!(
+            r.x < -0.4 && r.y.abs() < 0.02,
+            "right arm out to the right: {r:?}"
+        );
         // The wave pose: arm out sideways, twisted, elbow bent: the forearm points up.
         pose.arms[LEFT] = Arm {
             abd: 90.0,

@@ -253,7 +253,13 @@ impl SynthConfig {
 
     /// The index of the sample of class `label` (0-based) by `subject`, `replication` and
     /// `camera` (1-based), if the configuration has it.
-    pub fn index_of(&self, label: usize, subject: u16, replication: u8, camera: u8) -> Option<usize> {
+    pub fn index_of(
+        &self,
+        label: usize,
+        subject: u16,
+        replication: u8,
+        camera: u8,
+    ) -> Option<usize> {
         let ok = label < self.classes
             && (1..=self.subjects).contains(&(subject as usize))
             && (1..=self.replications).contains(&(replication as usize))
@@ -390,7 +396,7 @@ fn scene(cfg: &SynthConfig, index: usize) -> DataResult<Scene> {
     let cam = CameraPose::for_view(&room, rec.camera, &mut placement);
     let camera = world
         .iter()
-        .map(|frame| frame.map(|p| cam.to_camera(p)))
+        .map(|frame| frame.map(|p| cam.world_to_camera(p)))
         .collect();
     Ok(Scene {
         rec,
@@ -474,7 +480,13 @@ pub fn generate_sample(cfg: &SynthConfig, index: usize) -> DataResult<Sample> {
         let mut points = Vec::with_capacity(frames * cfg.points * 3);
         for joints in &sc.poses.camera {
             let mut frame = background.clone();
-            render_body(&mut frame, &k, &rays, &body_capsules(&sc.subject, joints), light);
+            render_body(
+                &mut frame,
+                &k,
+                &rays,
+                &body_capsules(&sc.subject, joints),
+                light,
+            );
             let mm = sensor::depth_mm(&frame, &k, &mut depth_rng);
             if want_rgb {
                 rgb.extend(sensor::rgb_u8(&frame, &mut colour_rng));

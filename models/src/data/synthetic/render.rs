@@ -149,7 +149,7 @@ pub fn render_background(
         if !want_rgb {
             continue;
         }
-        let p = cam.to_world(rd * t);
+        let p = cam.camera_to_world(rd * t);
         let (albedo, normal) = if on_floor {
             let tile = ((p.x / 0.6).floor() + (p.z / 0.6).floor()) as i64;
             (room.floor[tile.rem_euclid(2) as usize], up)

@@ -60,7 +60,10 @@ mod tests {
         let xs: Vec<f32> = (0..n).map(|_| normal(&mut rng)).collect();
         let mean = xs.iter().sum::<f32>() / n as f32;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / n as f32;
-        assert!(mean.abs() < 0.01 && (var - 1.0).abs() < 0.02, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
         let a: u64 = stream(7, Purpose::Depth, 1).gen();
         let b: u64 = stream(7, Purpose::Colour, 1).gen();
         let c: u64 = stream(7, Purpose::Depth, 2).gen();

@@ -119,11 +119,11 @@ impl CameraPose {
         CameraPose::look_at(position, target)
     }
 
-    pub fn to_camera(&self, p: V3) -> V3 {
+    pub fn world_to_camera(&self, p: V3) -> V3 {
         self.rot * (p - self.position)
     }
 
-    pub fn to_world(&self, q: V3) -> V3 {
+    pub fn camera_to_world(&self, q: V3) -> V3 {
         self.position + self.rot.transpose() * q
     }
 
@@ -224,15 +224,15 @@ mod tests {
         let mut rng = stream(1, Purpose::Placement, 0);
         for cam in 1..=3u8 {
             let pose = CameraPose::for_view(&room, cam, &mut rng);
-            let c = pose.to_camera(v3(0.0, 0.9, 0.0));
+            let c = pose.world_to_camera(v3(0.0, 0.9, 0.0));
             assert!(c.z > 2.5 && c.x.abs() < 0.2 && c.y.abs() < 0.2, "{c:?}");
-            let back = pose.to_world(c);
+            let back = pose.camera_to_world(c);
             assert!((back - v3(0.0, 0.9, 0.0)).norm() < 1e-4);
         }
         // Camera 3 is on the subject's left: the subject's left hand is nearer to it.
         let pose = CameraPose::for_view(&room, 3, &mut rng);
-        let l = pose.to_camera(v3(0.3, 1.0, 0.0));
-        let r = pose.to_camera(v3(-0.3, 1.0, 0.0));
+        let l = pose.world_to_camera(v3(0.3, 1.0, 0.0));
+        let r = pose.world_to_camera(v3(-0.3, 1.0, 0.0));
         assert!(l.z < r.z);
     }
 }
