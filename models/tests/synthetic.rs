@@ -298,23 +298,18 @@ fn to_segment(p: V3, a: V3, b: V3) -> f32 {
     (p - (a + ab * t)).norm()
 }
 
-#[test]
-fn points_come_from_the_depth_map_and_lie_on_the_body() {
-    let cfg = tiny();
-    let k = cfg.intrinsics();
+/// The fraction of `cfg`'s points (every 29th sample) within 0.25 m of a bone of the clean
+/// skeleton; `check(sample, frame, point)` checks each point against the sample's depth map.
+fn points_on_body(cfg: &SynthConfig, check: impl Fn(&Sample, usize, V3)) -> f32 {
     let (mut on_body, mut total) = (0, 0);
     for i in (0..cfg.num_samples()).step_by(29) {
-        let s = generate_sample(&cfg, i).unwrap();
+        let s = generate_sample(cfg, i).unwrap();
         let pts = f32s(&s, Modality::Points);
-        let depth = u16s(&s, Modality::Depth);
-        let clean = clean_poses(&cfg, i).unwrap().camera;
+        let clean = clean_poses(cfg, i).unwrap().camera;
         for t in 0..cfg.frames {
             for p in pts[t * cfg.points * 3..][..cfg.points * 3].chunks(3) {
                 let p = V3::from_slice(p);
-                // Inside the frustum, on a pixel whose depth reading it is.
-                let (row, col) = k.pixel(p).expect("a point outside the image");
-                let mm = depth[t * k.width * k.height + row * k.width + col];
-                assert!((p.z - mm as f32 / 1000.0).abs() < 1e-4, "{p:?} vs {mm} mm");
+                check(&s, t, p);
                 let d = KINECT25
                     .bones
                     .iter()
@@ -327,7 +322,45 @@ fn points_come_from_the_depth_map_and_lie_on_the_body() {
             }
         }
     }
-    assert!(on_body as f32 > 0.99 * total as f32, "{on_body} of {total}");
+    on_body as f32 / total as f32
+}
+
+#[test]
+fn points_come_from_the_depth_map_and_lie_on_the_body() {
+    // From the depth stream itself: each point is the back-projection of a depth pixel.
+    let cfg = tiny();
+    assert_eq!(cfg.points_supersample, 1);
+    let k = cfg.intrinsics();
+    let frac = points_on_body(&cfg, |s, t, p| {
+        let (row, col) = k.pixel(p).expect("a point outside the image");
+        let mm = u16s(s, Modality::Depth)[t * k.width * k.height + row * k.width + col];
+        assert!((p.z - mm as f32 / 1000.0).abs() < 1e-4, "{p:?} vs {mm} mm");
+    });
+    assert!(frac > 0.99, "{frac} of the points lie on the body");
+
+    // From a finer map of the same camera: inside the same frustum, and mostly on pixels the
+    // depth stream also sees as the body (the rest fall just outside its coarser silhouette).
+    let cfg = SynthConfig {
+        points_supersample: 2,
+        ..tiny()
+    };
+    let k = cfg.intrinsics();
+    let agree = std::cell::Cell::new((0usize, 0usize));
+    let frac = points_on_body(&cfg, |s, t, p| {
+        let (row, col) = k.pixel(p).expect("a point outside the image");
+        let mm = u16s(s, Modality::Depth)[t * k.width * k.height + row * k.width + col];
+        if mm > 0 {
+            let (near, all) = agree.get();
+            let close = (p.z - mm as f32 / 1000.0).abs() < 0.3;
+            agree.set((near + close as usize, all + 1));
+        }
+    });
+    assert!(frac > 0.99, "{frac} of the points lie on the body");
+    let (near, all) = agree.get();
+    assert!(
+        near as f32 > 0.85 * all as f32,
+        "{near} of {all} points agree with the depth stream"
+    );
 }
 
 #[test]

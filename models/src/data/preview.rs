@@ -3,7 +3,8 @@
 //!
 //! Per sample: a title (name and class), then one row per stream: skeletons drawn as bones
 //! projected through the camera (left side blue, right side red, inferred joints orange, lost
-//! joints red), depth as grey (near is bright, holes black), RGB as is, and the point cloud
+//! joints red), depth as grey (near is bright, stretched over each frame's range, holes
+//! black), RGB as is, and the point cloud
 //! turned 60 degrees about the vertical so its depth shows.
 
 use std::io::BufWriter;
@@ -327,14 +328,19 @@ fn draw_cell(
                 return Err(DataError::Shape("depth should hold u16".into()));
             };
             let frame = &d[t * h * w..][..h * w];
+            // Stretch grey over this frame's own depth range, so the body stands out.
+            let (lo, hi) = frame
+                .iter()
+                .filter(|&&mm| mm > 0)
+                .fold((u16::MAX, 0), |(lo, hi), &mm| (lo.min(mm), hi.max(mm)));
+            let range = (hi.saturating_sub(lo)).max(1) as f32;
             for y in 0..h * s {
                 for x in 0..w * s {
                     let mm = frame[(y / s) * w + x / s];
                     let g = if mm == 0 {
                         0
                     } else {
-                        let z = (mm as f32 / 1000.0).clamp(0.5, 6.0);
-                        (255.0 - (z - 0.5) / 5.5 * 215.0) as u8
+                        (255.0 - (mm.saturating_sub(lo)) as f32 / range * 200.0) as u8
                     };
                     img.put(x as isize, y as isize, [g, g, g]);
                 }

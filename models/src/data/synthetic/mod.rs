@@ -14,7 +14,7 @@
 //! | `skeleton17` / `skeleton15` | (T, 1, J, 3) f32 | COCO / OpenNI placements of the same pose (see `layouts`) |
 //! | `depth` | (T, H, W) u16 | millimetres, ray-cast capsules, floor and wall, noise, holes (0) |
 //! | `rgb` | (T, 3, H, W) u8 | Lambert-shaded clothing and skin, patterned walls, checkered floor |
-//! | `points` | (T, P, 3) f32 | back-projected body pixels of `depth` (see `sensor::sample_points`) |
+//! | `points` | (T, P, 3) f32 | back-projected body pixels of a depth map (see `points_supersample`, `sensor::sample_points`) |
 //!
 //! Camera coordinates and the pinhole model are those of `data::camera` (Kinect's).
 //!
@@ -60,7 +60,7 @@ use super::{
 use body::{forward_kinematics, place_in_world, Pose, StyleNoise, Subject, JOINTS};
 use render::{first_hit, render_background, render_body, Rays};
 use rng::{stream, Purpose};
-use scene::{body_capsules, max_radius, CameraPose, Room};
+use scene::{body_capsules, max_radius, CameraPose, Capsule, Room};
 
 /// The vertical field of view of every synthetic camera, degrees.
 pub const VERTICAL_FOV_DEG: f32 = 50.0;
@@ -82,6 +82,11 @@ pub struct SynthConfig {
     pub width: usize,
     /// Points per frame (P).
     pub points: usize,
+    /// Points are back-projected from a depth map this many times finer than `depth` (same
+    /// camera, same noise model), as NTU's point clouds come from the full 512x424 sensor map
+    /// while the depth encoder sees a resized one; at 1 they come from `depth` itself. A
+    /// 48x48 map has only about 130 body pixels, too few for distinct points.
+    pub points_supersample: usize,
     /// The first `classes` entries of `CLASSES` are used.
     pub classes: usize,
     pub subjects: usize,
@@ -109,15 +114,16 @@ pub struct CleanPoses {
 impl SynthConfig {
     pub const PRESETS: [&'static str; 3] = ["tiny", "small", "paper"];
 
-    /// `tiny` (tests: 8 frames, 32x32, 64 points, 4 subjects, 384 samples, well under a
-    /// second), `small` (the default: 32 frames, 48x48, 256 points, 20 subjects, 1920 samples,
-    /// about 0.94 GB), `paper` (NTU-like sizes: 64 frames, 112x112, 2048 points, 40 subjects,
+    /// `tiny` (tests: 8 frames, 32x32, 64 points from the depth map itself, 4 subjects, 384
+    /// samples, about a second), `small` (the default: 32 frames, 48x48, 256 points from a
+    /// 96x96 map, 20 subjects, 1920 samples, about 0.94 GB), `paper` (NTU-like sizes: 64
+    /// frames, 112x112, 2048 points from a 224x224 map, 40 subjects,
     /// 3840 samples, about 21 GB). All have the 32 classes, 3 cameras and every modality.
     pub fn preset(name: &str) -> DataResult<SynthConfig> {
-        let (frames, size, points, subjects) = match name {
-            "tiny" => (8, 32, 64, 4),
-            "small" => (32, 48, 256, 20),
-            "paper" => (64, 112, 2048, 40),
+        let (frames, size, points, supersample, subjects) = match name {
+            "tiny" => (8, 32, 64, 1, 4),
+            "small" => (32, 48, 256, 2, 20),
+            "paper" => (64, 112, 2048, 2, 40),
             _ => {
                 return Err(DataError::Invalid(format!(
                     "unknown synthetic preset {name:?} (expected one of {:?})",
@@ -132,6 +138,7 @@ impl SynthConfig {
             height: size,
             width: size,
             points,
+            points_supersample: supersample,
             classes: CLASSES.len(),
             subjects,
             replications: 1,
@@ -150,8 +157,11 @@ impl SynthConfig {
                 self.height, self.width
             ));
         }
-        if self.points == 0 {
-            return bad("points must be at least 1".into());
+        if self.points == 0 || !(1..=8).contains(&self.points_supersample) {
+            return bad(format!(
+                "points must be at least 1 and points_supersample in 1..=8, got {} and {}",
+                self.points, self.points_supersample
+            ));
         }
         if !(1..=CLASSES.len()).contains(&self.classes) {
             return bad(format!(
@@ -225,9 +235,16 @@ impl SynthConfig {
             .sum()
     }
 
-    /// The camera of the depth and RGB frames (and of the points' back-projection).
+    /// The camera of the depth and RGB frames.
     pub fn intrinsics(&self) -> Intrinsics {
         Intrinsics::from_vertical_fov(self.width, self.height, VERTICAL_FOV_DEG)
+    }
+
+    /// The camera of the depth map the points are back-projected from: `intrinsics` with
+    /// `points_supersample` times as many pixels each way.
+    pub fn point_intrinsics(&self) -> Intrinsics {
+        let s = self.points_supersample;
+        Intrinsics::from_vertical_fov(self.width * s, self.height * s, VERTICAL_FOV_DEG)
     }
 
     /// Who did what, where, for sample `index` (cheap: nothing is generated). Samples are
@@ -464,12 +481,19 @@ pub fn generate_sample(cfg: &SynthConfig, index: usize) -> DataResult<Sample> {
         put(m, ArrayData::F32(flatten(&joints)))?;
     }
 
-    if wants(Modality::Depth) || wants(Modality::Rgb) || wants(Modality::Points) {
+    // The body as capsules, per frame, for every image-like stream.
+    let capsules: Vec<Vec<Capsule>> = sc
+        .poses
+        .camera
+        .iter()
+        .map(|joints| body_capsules(&sc.subject, joints))
+        .collect();
+    let fine_points = cfg.points_supersample > 1;
+    let points_from_depth = wants(Modality::Points) && !fine_points;
+    if wants(Modality::Depth) || wants(Modality::Rgb) || points_from_depth {
         let k = cfg.intrinsics();
-        let rays = Rays::new(&k);
         let want_rgb = wants(Modality::Rgb);
-        let background = render_background(&k, &rays, &sc.cam, &sc.room, sc.rec.camera, want_rgb);
-        let light = sc.cam.rot * sc.room.light;
+        let camera = Camera::new(k, &sc, want_rgb);
         let (mut depth_rng, mut colour_rng, mut point_rng) = (
             stream(seed, Purpose::Depth, id),
             stream(seed, Purpose::Colour, id),
@@ -478,32 +502,41 @@ pub fn generate_sample(cfg: &SynthConfig, index: usize) -> DataResult<Sample> {
         let mut depth = Vec::with_capacity(frames * k.width * k.height);
         let mut rgb = Vec::with_capacity(if want_rgb { depth.capacity() * 3 } else { 0 });
         let mut points = Vec::with_capacity(frames * cfg.points * 3);
-        for joints in &sc.poses.camera {
-            let mut frame = background.clone();
-            render_body(
-                &mut frame,
-                &k,
-                &rays,
-                &body_capsules(&sc.subject, joints),
-                light,
-            );
-            let mm = sensor::depth_mm(&frame, &k, &mut depth_rng);
+        for caps in &capsules {
+            let frame = camera.shoot(caps);
+            let mm = sensor::depth_mm(&frame, &k, false, &mut depth_rng);
             if want_rgb {
                 rgb.extend(sensor::rgb_u8(&frame, &mut colour_rng));
             }
-            if wants(Modality::Points) {
-                points.extend(sensor::sample_points(
-                    &mm,
-                    &frame.body,
-                    &k,
-                    cfg.points,
-                    &mut point_rng,
-                ));
+            if points_from_depth {
+                let p = sensor::sample_points(&mm, &frame.body, &k, cfg.points, &mut point_rng);
+                points.extend(p);
             }
             depth.extend(mm);
         }
         put(Modality::Depth, ArrayData::U16(depth))?;
         put(Modality::Rgb, ArrayData::U8(rgb))?;
+        if points_from_depth {
+            put(Modality::Points, ArrayData::F32(points))?;
+        }
+    }
+    if wants(Modality::Points) && fine_points {
+        // The sensor's full-resolution depth map, which only the point cloud sees.
+        let k = cfg.point_intrinsics();
+        let camera = Camera::new(k, &sc, false);
+        let mut rng = stream(seed, Purpose::Points, id);
+        let mut points = Vec::with_capacity(frames * cfg.points * 3);
+        for caps in &capsules {
+            let frame = camera.shoot(caps);
+            let mm = sensor::depth_mm(&frame, &k, true, &mut rng);
+            points.extend(sensor::sample_points(
+                &mm,
+                &frame.body,
+                &k,
+                cfg.points,
+                &mut rng,
+            ));
+        }
         put(Modality::Points, ArrayData::F32(points))?;
     }
 
@@ -511,6 +544,34 @@ pub fn generate_sample(cfg: &SynthConfig, index: usize) -> DataResult<Sample> {
         meta: cfg.meta(index),
         streams,
     })
+}
+
+/// One sample's camera, ready to shoot frames: the rays, the static background, the light.
+struct Camera {
+    k: Intrinsics,
+    rays: Rays,
+    background: render::Frame,
+    light: V3,
+}
+
+impl Camera {
+    fn new(k: Intrinsics, sc: &Scene, want_rgb: bool) -> Camera {
+        let rays = Rays::new(&k);
+        let background = render_background(&k, &rays, &sc.cam, &sc.room, sc.rec.camera, want_rgb);
+        Camera {
+            k,
+            rays,
+            background,
+            light: sc.cam.rot * sc.room.light,
+        }
+    }
+
+    /// The clean frame with the body `caps` in front of the background.
+    fn shoot(&self, caps: &[Capsule]) -> render::Frame {
+        let mut frame = self.background.clone();
+        render_body(&mut frame, &self.k, &self.rays, caps, self.light);
+        frame
+    }
 }
 
 fn flatten(joints: &[V3]) -> Vec<f32> {

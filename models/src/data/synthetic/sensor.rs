@@ -121,8 +121,9 @@ const RANGE: (f32, f32) = (0.5, 8.0);
 
 /// Depth in millimetres from a clean frame: axial noise growing with the square of distance
 /// (Nguyen et al.'s Kinect model), rounding to millimetres, holes (0) at the body's edges
-/// (mixed pixels the sensor rejects) and at random.
-pub fn depth_mm(frame: &Frame, k: &Intrinsics, rng: &mut impl Rng) -> Vec<u16> {
+/// (mixed pixels the sensor rejects) and at random. With `body_only`, background pixels are left
+/// at 0 (for the point cloud's map, whose background nobody reads).
+pub fn depth_mm(frame: &Frame, k: &Intrinsics, body_only: bool, rng: &mut impl Rng) -> Vec<u16> {
     let (w, h) = (k.width, k.height);
     let (clean, body) = (&frame.depth, &frame.body);
     let mut out = vec![0u16; w * h];
@@ -130,7 +131,7 @@ pub fn depth_mm(frame: &Frame, k: &Intrinsics, rng: &mut impl Rng) -> Vec<u16> {
         for col in 0..w {
             let i = row * w + col;
             let z = clean[i];
-            if !(RANGE.0..RANGE.1).contains(&z) {
+            if !(RANGE.0..RANGE.1).contains(&z) || (body_only && !body[i]) {
                 continue;
             }
             // Silhouette edges (body next to background) and jumps where one limb passes in front
