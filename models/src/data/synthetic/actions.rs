@@ -541,15 +541,15 @@ mod tests {
 
     #[test]
     fn every_program_starts_and_ends_near_a_stance() {
-        let rest = Pose::rest();
+        let rest = Pose::rest().values();
         for (name, action) in CLASSES {
             if matches!(action, SitDown | StandUp | TurnAround) {
                 continue;
             }
             for s in [0.0, 1.0] {
-                let p = action.pose(s);
-                for i in 0..super::super::body::POSE_DOFS {
-                    let d = (p.get(i) - rest.get(i)).abs();
+                let p = action.pose(s).values();
+                for (i, (a, b)) in p.iter().zip(&rest).enumerate() {
+                    let d = (a - b).abs();
                     assert!(d < 1.0, "{name} at s={s}: scalar {i} is {d} from rest");
                 }
             }

@@ -289,19 +289,16 @@ impl Pose {
         self
     }
 
-    /// The scalar at `index` of the fixed order `map` uses.
-    pub fn get(mut self, index: usize) -> f32 {
-        *self.scalars_mut().swap_remove(index)
+    /// Every scalar, in the fixed order `map` uses.
+    pub fn values(mut self) -> Vec<f32> {
+        self.scalars_mut().into_iter().map(|x| *x).collect()
     }
 
     /// This pose's departure from rest scaled by `amp` (the turn and the root motion are kept:
     /// a shy subject still turns all the way round).
     pub fn scaled(self, amp: f32) -> Pose {
-        let rest = Pose::rest();
-        let scaled = self.map(|i, x| {
-            let r = rest.get(i);
-            r + (x - r) * amp
-        });
+        let rest = Pose::rest().values();
+        let scaled = self.map(|i, x| rest[i] + (x - rest[i]) * amp);
         Pose {
             root: self.root,
             yaw: self.yaw,
@@ -447,7 +444,7 @@ mod tests {
         let mut p = Pose::rest();
         assert_eq!(p.scalars_mut().len(), POSE_DOFS);
         let q = p.map(|i, _| i as f32);
-        assert_eq!(q.get(POSE_DOFS - 1), (POSE_DOFS - 1) as f32);
+        assert_eq!(q.values()[POSE_DOFS - 1], (POSE_DOFS - 1) as f32);
         assert_eq!(q.arms[RIGHT].elbow, (12 + 7 + 5) as f32);
     }
 
