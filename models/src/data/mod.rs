@@ -6,9 +6,14 @@
 //! fixed-size records), `ntu` imports NTU RGB+D; the loader, augmentations and degradations
 //! follow.
 
+pub mod camera;
 mod error;
 pub mod format;
+pub mod geom;
+pub mod layouts;
 pub mod ntu;
+pub mod preview;
+pub mod synthetic;
 
 pub use error::{DataError, DataResult};
 
