@@ -74,7 +74,7 @@ pub fn synchronize(device: Device) -> Result<()> {
 /// the kernel compile check verifies each is in its family's CUBIN.
 pub fn launched_kernels() -> Vec<(&'static str, String)> {
     use crate::ops;
-    let lists: [(&'static str, &[&str]); 10] = [
+    let lists: &[(&'static str, &[&str])] = &[
         ("convert", storage::KERNELS),
         ("elementwise", ops::elementwise::cuda::KERNELS),
         ("reduce", ops::reduce::cuda::KERNELS),
@@ -88,7 +88,7 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         ("optim", crate::optim::cuda::KERNELS),
     ];
     let mut all = Vec::new();
-    for (family, names) in lists {
+    for &(family, names) in lists {
         all.extend(names.iter().map(|n| (family, n.to_string())));
     }
     all
