@@ -39,10 +39,12 @@ mod render;
 mod rng;
 mod scene;
 mod sensor;
+mod store;
 
 pub use actions::{mirror_class, Action, CLASSES};
 pub use scene::{CAMERAS, CAMERA_YAW_DEG, SETUPS};
 pub use sensor::{INFERRED, NOT_TRACKED, TRACKED};
+pub use store::write_dataset;
 
 use std::collections::BTreeMap;
 use std::ops::Range;
