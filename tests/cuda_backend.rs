@@ -164,7 +164,9 @@ mod allocator {
     fn the_kernel_cache_stores_each_family_once() {
         use cuda::compile;
         if let Err(why) = compile::nvrtc_available() {
-            println!("SKIPPED the_kernel_cache_stores_each_family_once: {why}");
+            common::skip_note(&format!(
+                "SKIPPED the_kernel_cache_stores_each_family_once: {why}"
+            ));
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,9 @@
 //! CI installs NVRTC 13.0 from PyPI and sets `RCMCL_REQUIRE_NVRTC=1`, so a missing library fails
 //! there; elsewhere the test prints why it was skipped.
 
+mod common;
+use common::skip_note;
+
 #[cfg(feature = "cuda")]
 #[test]
 fn every_kernel_family_compiles_to_cubin_for_sm80_and_sm90() {
@@ -13,7 +16,7 @@ fn every_kernel_family_compiles_to_cubin_for_sm80_and_sm90() {
         if std::env::var_os("RCMCL_REQUIRE_NVRTC").is_some() {
             panic!("RCMCL_REQUIRE_NVRTC is set but {why}");
         }
-        println!("SKIPPED every_kernel_family_compiles: {why}");
+        skip_note(&format!("SKIPPED every_kernel_family_compiles: {why}"));
         return;
     }
     let (major, minor) = nvrtc_version().unwrap();
@@ -59,5 +62,5 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn every_kernel_family_compiles_to_cubin_for_sm80_and_sm90() {
-    println!("SKIPPED every_kernel_family_compiles: built without the `cuda` feature");
+    skip_note("SKIPPED every_kernel_family_compiles: built without the `cuda` feature");
 }

@@ -40,6 +40,7 @@ pub const ALL: &[KernelSource] = &[
     family!("norm"),
     family!("random"),
     family!("optim"),
+    family!("matmul"),
 ];
 
 /// The family called `family`, if there is one.

@@ -45,14 +45,14 @@ fn env(name: &str, default: usize) -> usize {
 fn random_sample(rng: &mut ChaCha8Rng, i: usize) -> Sample {
     let mut skeleton = vec![0f32; T * J * 3];
     for p in skeleton.chunks_exact_mut(3) {
-        p[0] = rng.random_range(-0.8..0.8);
-        p[1] = rng.random_range(-1.0..1.0);
-        p[2] = rng.random_range(2.5..3.5);
+        p[0] = rng.gen_range(-0.8..0.8);
+        p[1] = rng.gen_range(-1.0..1.0);
+        p[2] = rng.gen_range(2.5..3.5);
     }
-    let joint_state: Vec<u8> = (0..T * J).map(|_| rng.random_range(0..3)).collect();
+    let joint_state: Vec<u8> = (0..T * J).map(|_| rng.gen_range(0..3)).collect();
     let depth: Vec<u16> = (0..T * HW * HW)
         .map(|_| {
-            let d: u16 = rng.random_range(0..4500);
+            let d: u16 = rng.gen_range(0..4500);
             if d < 500 {
                 0
             } else {
@@ -64,9 +64,9 @@ fn random_sample(rng: &mut ChaCha8Rng, i: usize) -> Sample {
     rng.fill_bytes(&mut rgb);
     let mut points = vec![0f32; T * P * 3];
     for p in points.chunks_exact_mut(3) {
-        p[0] = rng.random_range(-1.0..1.0);
-        p[1] = rng.random_range(-1.0..1.0);
-        p[2] = rng.random_range(2.0..4.0);
+        p[0] = rng.gen_range(-1.0..1.0);
+        p[1] = rng.gen_range(-1.0..1.0);
+        p[2] = rng.gen_range(2.0..4.0);
     }
     let array = |dims: &[usize], data| Array::new(dims.to_vec(), data).expect("bench shapes");
     let streams = BTreeMap::from([

@@ -28,9 +28,9 @@ fn skeleton(rng: &mut ChaCha8Rng, frames: usize, bodies: usize) -> Vec<f32> {
     (0..frames * bodies * 25)
         .flat_map(|_| {
             [
-                rng.random_range(-0.8f32..0.8),
-                rng.random_range(-1.0f32..1.0),
-                rng.random_range(2.5f32..3.5),
+                rng.gen_range(-0.8f32..0.8),
+                rng.gen_range(-1.0f32..1.0),
+                rng.gen_range(2.5f32..3.5),
             ]
         })
         .collect()
@@ -105,9 +105,9 @@ fn rotation_preserves_bone_lengths() {
     let src = skeleton(&mut r, 3, 2);
     for _ in 0..20 {
         let m = rotation_matrix(
-            r.random_range(-1.0..1.0),
-            r.random_range(-1.0..1.0),
-            r.random_range(-1.0..1.0),
+            r.gen_range(-1.0..1.0),
+            r.gen_range(-1.0..1.0),
+            r.gen_range(-1.0..1.0),
         );
         let mut out = src.clone();
         transform_points(&mut out, &m, [0.0; 3], [0.0; 3]);
@@ -309,8 +309,8 @@ fn image_dims(frames: usize, channels: usize, height: usize, width: usize) -> Im
 fn identity_views_are_the_record_in_metres_and_unit_range() {
     let mut r = rng(12);
     let (t, h, w) = (3, 5, 7);
-    let depth: Vec<u16> = (0..t * h * w).map(|_| r.random_range(0..5000)).collect();
-    let rgb: Vec<u8> = (0..t * 3 * h * w).map(|_| r.random()).collect();
+    let depth: Vec<u16> = (0..t * h * w).map(|_| r.gen_range(0..5000)).collect();
+    let rgb: Vec<u8> = (0..t * 3 * h * w).map(|_| r.gen()).collect();
     let p = RgbdParams::identity(t, h, w);
     let mut s = Scratch::default();
     let mut out = vec![0.0; t * h * w];
@@ -338,8 +338,8 @@ fn identity_views_are_the_record_in_metres_and_unit_range() {
 fn crops_have_the_requested_output_shape_and_flip_mirrors() {
     let mut r = rng(13);
     let (t, h, w) = (4, 20, 30);
-    let rgb: Vec<u8> = (0..t * 3 * h * w).map(|_| r.random()).collect();
-    let depth: Vec<u16> = (0..t * h * w).map(|_| r.random_range(1..5000)).collect();
+    let rgb: Vec<u8> = (0..t * 3 * h * w).map(|_| r.gen()).collect();
+    let depth: Vec<u16> = (0..t * h * w).map(|_| r.gen_range(1..5000)).collect();
     let aug = RgbdAug::default();
     let mut s = Scratch::default();
     for (oh, ow) in [(20, 30), (16, 16), (9, 41)] {
@@ -409,7 +409,7 @@ fn crops_have_the_requested_output_shape_and_flip_mirrors() {
 fn colour_jitter_keeps_values_in_range() {
     let mut r = rng(14);
     let (t, h, w) = (3, 8, 8);
-    let rgb: Vec<u8> = (0..t * 3 * h * w).map(|_| r.random()).collect();
+    let rgb: Vec<u8> = (0..t * 3 * h * w).map(|_| r.gen()).collect();
     let p = RgbdParams::identity(t, h, w);
     let mut s = Scratch::default();
     let mut plain = vec![0.0; rgb.len()];
@@ -495,7 +495,7 @@ fn depth_noise_leaves_holes_and_stays_non_negative() {
             if i % 7 == 0 {
                 0.0
             } else {
-                r.random_range(0.5..4.5)
+                r.gen_range(0.5..4.5)
             }
         })
         .collect();
@@ -518,9 +518,9 @@ fn cloud(rng: &mut ChaCha8Rng, frames: usize, points: usize) -> Vec<f32> {
     (0..frames * points)
         .flat_map(|_| {
             [
-                rng.random_range(-1.0f32..1.0),
-                rng.random_range(-1.0f32..1.0),
-                rng.random_range(2.0f32..4.0),
+                rng.gen_range(-1.0f32..1.0),
+                rng.gen_range(-1.0f32..1.0),
+                rng.gen_range(2.0f32..4.0),
             ]
         })
         .collect()

@@ -12,7 +12,7 @@ fn rng(seed: u64) -> ChaCha8Rng {
 }
 
 fn random(rng: &mut ChaCha8Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+    (0..n).map(|_| rng.gen_range(lo..hi)).collect()
 }
 
 #[test]

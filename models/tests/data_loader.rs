@@ -64,13 +64,13 @@ fn spec() -> DatasetSpec {
 
 fn sample(i: usize, rng: &mut ChaCha8Rng) -> Sample {
     let mut f32s = |n: usize, lo: f32, hi: f32| -> Vec<f32> {
-        (0..n).map(|_| rng.random_range(lo..hi)).collect()
+        (0..n).map(|_| rng.gen_range(lo..hi)).collect()
     };
     let skeleton = f32s(T * 2 * 25 * 3, 0.5, 3.0);
     let points = f32s(T * P * 3, -1.0, 4.0);
-    let states: Vec<u8> = (0..T * 2 * 25).map(|_| rng.random_range(0..3)).collect();
-    let depth: Vec<u16> = (0..T * H * W).map(|_| rng.random_range(1..5000)).collect();
-    let rgb: Vec<u8> = (0..T * 3 * H * W).map(|_| rng.random()).collect();
+    let states: Vec<u8> = (0..T * 2 * 25).map(|_| rng.gen_range(0..3)).collect();
+    let depth: Vec<u16> = (0..T * H * W).map(|_| rng.gen_range(1..5000)).collect();
+    let rgb: Vec<u8> = (0..T * 3 * H * W).map(|_| rng.gen()).collect();
     let streams = BTreeMap::from([
         (
             Modality::Skeleton,

@@ -8,6 +8,7 @@
 //! - Fresh device outputs are poisoned with NaN (all bits set) before each kernel writes them,
 //!   so an element a kernel forgets to write fails the comparison.
 
+use super::skip_note;
 use rcmcl::engine::{DType, Device, Result, Tensor};
 
 /// The agreement bound for f32 results (relative, in the 2-norm).
@@ -22,7 +23,7 @@ pub fn gpus(test: &str) -> Vec<Device> {
         } else {
             "built without the `cuda` feature".into()
         };
-        println!("SKIPPED {test}: {why}");
+        skip_note(&format!("SKIPPED {test}: {why}"));
     }
     #[cfg(feature = "cuda")]
     rcmcl::engine::cuda::set_poison_outputs(true);

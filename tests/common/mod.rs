@@ -16,6 +16,13 @@ pub fn rand64_in(dims: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
     Tensor::rand_uniform(dims.to_vec(), lo, hi, seed, DType::F64, Device::Cpu).unwrap()
 }
 
+/// Prints a line that shows in `cargo test` output even for a passing test: the test harness
+/// captures `println!` but not writes to the stderr handle, and a skipped GPU test must say so.
+pub fn skip_note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 pub fn t64(values: &[f64], dims: &[usize]) -> Tensor {
     Tensor::from_vec(values.to_vec(), dims.to_vec(), Device::Cpu).unwrap()
 }

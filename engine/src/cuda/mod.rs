@@ -16,6 +16,27 @@ pub use gpu::{gpu, Gpu};
 pub use launch::{Arg, BLOCK};
 pub use storage::{poison_outputs, set_poison_outputs, CudaStorage};
 
+/// The cudarc version the engine is built on, for code (benchmarks) that needs the driver
+/// directly, e.g. CUDA events on a device's stream (`engine::cuda::gpu(0)?.stream()`).
+pub use cudarc;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static ALLOW_TF32: AtomicBool = AtomicBool::new(false);
+
+/// Lets f32 matrix products use TF32 tensor cores (`CUBLAS_TF32_TENSOR_OP_MATH`): several times
+/// faster on Ampere and Hopper, but the inputs are rounded to a 10-bit mantissa, so results agree
+/// with the CPU only to about 1e-3 relative instead of f32 rounding. Off by default (true fp32,
+/// `CUBLAS_DEFAULT_MATH`); process-wide, read at each product; f64 products are unaffected.
+pub fn set_allow_tf32(allow: bool) {
+    ALLOW_TF32.store(allow, Ordering::Relaxed);
+}
+
+/// Whether f32 matrix products may use TF32 (see `set_allow_tf32`).
+pub fn allow_tf32() -> bool {
+    ALLOW_TF32.load(Ordering::Relaxed)
+}
+
 use crate::{Device, Error, Result};
 
 fn gpu_of(device: Device) -> Result<std::sync::Arc<Gpu>> {
@@ -53,7 +74,7 @@ pub fn synchronize(device: Device) -> Result<()> {
 /// the kernel compile check verifies each is in its family's CUBIN.
 pub fn launched_kernels() -> Vec<(&'static str, String)> {
     use crate::ops;
-    let lists: [(&'static str, &[&str]); 10] = [
+    let lists: &[(&'static str, &[&str])] = &[
         ("convert", storage::KERNELS),
         ("elementwise", ops::elementwise::cuda::KERNELS),
         ("reduce", ops::reduce::cuda::KERNELS),
@@ -62,12 +83,12 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         ("index", ops::index::cuda::KERNELS),
         ("softmax", ops::softmax::cuda::KERNELS),
         ("norm", ops::norm::cuda::KERNELS),
-        // matmul goes through cuBLAS; its own kernels (if any) live in elementwise.cu.
-        ("elementwise", ops::matmul::cuda::KERNELS),
+        // The products go through cuBLAS; matmul.cu holds the helpers around them (linear's bias).
+        ("matmul", ops::matmul::cuda::KERNELS),
         ("optim", crate::optim::cuda::KERNELS),
     ];
     let mut all = Vec::new();
-    for (family, names) in lists {
+    for &(family, names) in lists {
         all.extend(names.iter().map(|n| (family, n.to_string())));
     }
     all

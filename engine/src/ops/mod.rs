@@ -46,9 +46,3 @@ pub(crate) fn check_float(op: &'static str, t: &Tensor) -> Result<()> {
     }
     Ok(())
 }
-
-/// Placeholder while the CUDA paths are written; removed when every op has one.
-#[cfg(feature = "cuda")]
-pub(crate) fn cuda_todo(op: &'static str) -> Error {
-    Error::invalid(op, "no CUDA kernel yet (work in progress)")
-}

@@ -79,6 +79,53 @@ impl AdamWConfig {
     }
 }
 
+/// One step's constants in f64, from the configuration and the parameter's step count; both
+/// backends round them to the element type (the bias corrections computed in f64, as PyTorch
+/// computes them in Python floats).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AdamWConsts {
+    /// `1 - lr * weight_decay`.
+    pub decay: f64,
+    pub one_minus_beta1: f64,
+    pub beta2: f64,
+    pub one_minus_beta2: f64,
+    /// `lr / (1 - beta1^t)`.
+    pub step_size: f64,
+    /// `sqrt(1 - beta2^t)`.
+    pub bias_correction2_sqrt: f64,
+    pub eps: f64,
+}
+
+impl AdamWConsts {
+    fn new(c: &AdamWConfig, step: u64) -> AdamWConsts {
+        // powf is C's pow, as Python's `beta ** step`.
+        let t = step as f64;
+        let bias_correction1 = 1.0 - c.beta1.powf(t);
+        let bias_correction2 = 1.0 - c.beta2.powf(t);
+        AdamWConsts {
+            decay: 1.0 - c.lr * c.weight_decay,
+            one_minus_beta1: 1.0 - c.beta1,
+            beta2: c.beta2,
+            one_minus_beta2: 1.0 - c.beta2,
+            step_size: c.lr / bias_correction1,
+            bias_correction2_sqrt: bias_correction2.sqrt(),
+            eps: c.eps,
+        }
+    }
+
+    fn typed<T: OptFloat>(&self) -> AdamWStep<T> {
+        AdamWStep {
+            decay: T::of(self.decay),
+            one_minus_beta1: T::of(self.one_minus_beta1),
+            beta2: T::of(self.beta2),
+            one_minus_beta2: T::of(self.one_minus_beta2),
+            step_size: T::of(self.step_size),
+            bias_correction2_sqrt: T::of(self.bias_correction2_sqrt),
+            eps: T::of(self.eps),
+        }
+    }
+}
+
 /// First and second moment estimates of one parameter.
 struct Moments {
     m: Tensor,
@@ -96,6 +143,9 @@ struct Slot {
 pub struct AdamW {
     config: AdamWConfig,
     slots: Vec<Slot>,
+    /// The device tables of the fused CUDA launches, kept between steps.
+    #[cfg(feature = "cuda")]
+    tables: super::cuda::TableCache,
 }
 
 impl AdamW {
@@ -111,7 +161,12 @@ impl AdamW {
                 state: None,
             })
             .collect();
-        Ok(AdamW { config, slots })
+        Ok(AdamW {
+            config,
+            slots,
+            #[cfg(feature = "cuda")]
+            tables: Default::default(),
+        })
     }
 
     /// An optimizer over every parameter of `store`.
@@ -137,19 +192,7 @@ impl AdamW {
         st: &Moments,
         c: &AdamWConfig,
     ) -> Result<()> {
-        // powf is C's pow, as Python's `beta ** step`.
-        let t = st.step as f64;
-        let bias_correction1 = 1.0 - c.beta1.powf(t);
-        let bias_correction2 = 1.0 - c.beta2.powf(t);
-        let consts = AdamWStep {
-            decay: T::of(1.0 - c.lr * c.weight_decay),
-            one_minus_beta1: T::of(1.0 - c.beta1),
-            beta2: T::of(c.beta2),
-            one_minus_beta2: T::of(1.0 - c.beta2),
-            step_size: T::of(c.lr / bias_correction1),
-            bias_correction2_sqrt: T::of(bias_correction2.sqrt()),
-            eps: T::of(c.eps),
-        };
+        let consts = AdamWConsts::new(c, st.step).typed::<T>();
         let bad = || Error::DTypeMismatch {
             op: OP,
             a: param.dtype(),
@@ -172,7 +215,15 @@ impl Optimizer for AdamW {
     fn step(&mut self) -> Result<()> {
         check_hyper(OP, "learning rate", self.config.lr, self.config.lr >= 0.0)?;
         let config = self.config;
-        for slot in &mut self.slots {
+        // CUDA parameters are only checked and collected in this loop (their gradients held);
+        // after it, each advances its step count and joins a group (device, dtype, step count)
+        // that one fused launch updates. An error while collecting leaves them all untouched.
+        #[cfg(feature = "cuda")]
+        let mut pending: Vec<(usize, super::cuda::Entry)> = Vec::new();
+        #[cfg(feature = "cuda")]
+        let mut held = Vec::new();
+        #[cfg_attr(not(feature = "cuda"), allow(unused_variables))]
+        for (index, slot) in self.slots.iter_mut().enumerate() {
             let Some(grad) = grad_of(OP, &slot.name, &slot.param)? else {
                 continue;
             };
@@ -184,12 +235,64 @@ impl Optimizer for AdamW {
                 });
             }
             let st = slot.state.as_mut().expect("state created above");
+            #[cfg(feature = "cuda")]
+            if let Device::Cuda(_) = slot.param.device() {
+                use super::cuda::{address, Entry};
+                let (device, dtype) = (slot.param.device(), slot.param.dtype());
+                let name = &slot.name;
+                let entry = Entry {
+                    p: address(OP, name, &slot.param, device, dtype)?,
+                    g: address(OP, &format!("the gradient of {name}"), &grad, device, dtype)?,
+                    s1: address(OP, &format!("{M_PREFIX}{name}"), &st.m, device, dtype)?,
+                    s2: address(OP, &format!("{V_PREFIX}{name}"), &st.v, device, dtype)?,
+                    n: slot.param.numel(),
+                    flags: 0,
+                };
+                pending.push((index, entry));
+                held.push(grad);
+                continue;
+            }
             st.step += 1;
             match slot.param.dtype() {
                 DType::F32 => AdamW::update_typed::<f32>(&slot.param, &grad, st, &config)?,
                 DType::F64 => AdamW::update_typed::<f64>(&slot.param, &grad, st, &config)?,
                 DType::I64 => unreachable!("checked float at construction"),
             }
+        }
+        #[cfg(feature = "cuda")]
+        {
+            use super::cuda::Group;
+            let mut groups: Vec<(u64, Group)> = Vec::new();
+            for (index, entry) in pending {
+                let slot = &mut self.slots[index];
+                let Device::Cuda(ordinal) = slot.param.device() else {
+                    continue;
+                };
+                let dtype = slot.param.dtype();
+                let st = slot.state.as_mut().expect("state created in the loop");
+                st.step += 1;
+                let step = st.step;
+                let same = |(s, g): &&mut (u64, Group)| {
+                    *s == step && g.ordinal == ordinal && g.dtype == dtype
+                };
+                match groups.iter_mut().find(same) {
+                    Some((_, g)) => g.entries.push(entry),
+                    None => groups.push((
+                        step,
+                        Group {
+                            ordinal,
+                            dtype,
+                            entries: vec![entry],
+                        },
+                    )),
+                }
+            }
+            for (position, (step, group)) in groups.iter().enumerate() {
+                let consts = AdamWConsts::new(&config, *step);
+                super::cuda::adamw(&mut self.tables, position, group, &consts)?;
+            }
+            super::cuda::retire_tables(&mut self.tables, groups.len());
+            drop(held);
         }
         Ok(())
     }
@@ -266,8 +369,8 @@ impl Optimizer for AdamW {
                         ));
                     }
                     Some(Moments {
-                        m: own_copy(m)?,
-                        v: own_copy(v)?,
+                        m: own_copy(m, s.param.device())?,
+                        v: own_copy(v, s.param.device())?,
                         step: step_value as u64,
                     })
                 }

@@ -4,17 +4,38 @@ use super::cpu;
 use crate::{no_grad, Error, Result, Storage, Tensor};
 
 /// The L2 norm of all gradients of `params` taken together (parameters without one are skipped),
-/// accumulated in f64.
+/// accumulated in f64. CPU gradients are summed one after the other; the gradients on each CUDA
+/// device are summed there by one deterministic multi-tensor reduction (per-chunk partials, then
+/// a fixed-order final sum in f64), and that device total is read back and added.
 pub fn grad_norm(params: &[Tensor]) -> Result<f64> {
     let mut sum = 0.0;
+    #[cfg(feature = "cuda")]
+    let mut on_devices: Vec<(usize, Vec<Tensor>)> = Vec::new();
     for p in params {
         if let Some(g) = p.grad() {
+            #[cfg(feature = "cuda")]
+            if let crate::Device::Cuda(ordinal) = g.device() {
+                match on_devices.iter_mut().find(|(o, _)| *o == ordinal) {
+                    Some((_, list)) => list.push(g),
+                    None => on_devices.push((ordinal, vec![g])),
+                }
+                continue;
+            }
             sum += match &*g.storage() {
                 Storage::Cpu(c) => cpu::sum_of_squares(c),
                 #[cfg(feature = "cuda")]
-                _ => return Err(crate::ops::cuda_todo("optim")),
+                Storage::Cuda(_) => {
+                    return Err(Error::invalid(
+                        "grad_norm",
+                        "a gradient's storage is on another device than the gradient",
+                    ))
+                }
             };
         }
+    }
+    #[cfg(feature = "cuda")]
+    for (ordinal, grads) in &on_devices {
+        sum += super::cuda::sum_of_squares(*ordinal, grads)?;
     }
     Ok(sum.sqrt())
 }

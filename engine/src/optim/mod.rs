@@ -4,6 +4,14 @@
 //! (`cpu.rs`), following PyTorch's update rules exactly. Parameters without a gradient are skipped.
 //! Their state is exposed as named tensors ("adamw.m.<param>", ...) so it goes into checkpoints
 //! beside the model.
+//!
+//! With the `cuda` feature, parameters on a CUDA device are updated by fused multi-tensor kernels
+//! (`cuda.rs`, kernels/optim.cu): one launch per (device, dtype[, AdamW step count]) group, through
+//! a device table of the group's tensors that the optimizer keeps and re-uploads only when it
+//! changes. The kernels do the CPU's arithmetic operation by operation (no FMA contraction,
+//! correctly rounded division and square root), so CUDA parameters are meant to follow the CPU's
+//! values bit for bit (tests/cuda_optim.rs checks it on a GPU). Optimizer state lives on its
+//! parameter's device (state loaded from a CPU checkpoint moves there).
 
 pub mod adamw;
 pub mod clip;
@@ -93,8 +101,12 @@ fn grad_of(op: &'static str, name: &str, param: &Tensor) -> Result<Option<Tensor
     Ok(Some(g))
 }
 
-/// A copy with its own storage (state must not alias tensors the caller keeps).
-fn own_copy(t: &Tensor) -> Result<Tensor> {
+/// A copy with its own storage on `device` (state must not alias tensors the caller keeps, and
+/// lives where its parameter does: state read from a checkpoint on the CPU moves to the GPU).
+fn own_copy(t: &Tensor, device: crate::Device) -> Result<Tensor> {
+    if t.device() != device {
+        return Ok(t.detach().to_device(device)?.detach());
+    }
     let storage: Storage = t.storage().try_clone()?;
     Tensor::from_storage(storage, t.shape().clone())
 }

@@ -83,6 +83,9 @@ struct Slot {
 pub struct Sgd {
     config: SgdConfig,
     slots: Vec<Slot>,
+    /// The device tables of the fused CUDA launches, kept between steps.
+    #[cfg(feature = "cuda")]
+    tables: super::cuda::TableCache,
 }
 
 impl Sgd {
@@ -98,7 +101,12 @@ impl Sgd {
                 momentum: None,
             })
             .collect();
-        Ok(Sgd { config, slots })
+        Ok(Sgd {
+            config,
+            slots,
+            #[cfg(feature = "cuda")]
+            tables: Default::default(),
+        })
     }
 
     /// An optimizer over every parameter of `store`.
@@ -149,6 +157,13 @@ impl Sgd {
 impl Optimizer for Sgd {
     fn step(&mut self) -> Result<()> {
         check_hyper(OP, "learning rate", self.config.lr, self.config.lr >= 0.0)?;
+        // CUDA parameters are only checked and collected in this loop (their gradients held);
+        // after it they are grouped (device, dtype), new momentum buffers are installed, and one
+        // fused launch per group updates them. An error while collecting leaves them untouched.
+        #[cfg(feature = "cuda")]
+        let mut pending: Vec<(usize, super::cuda::Entry, Option<Tensor>)> = Vec::new();
+        #[cfg(feature = "cuda")]
+        let mut held = Vec::new();
         for i in 0..self.slots.len() {
             let slot = &self.slots[i];
             let Some(grad) = grad_of(OP, &slot.name, &slot.param)? else {
@@ -160,6 +175,34 @@ impl Optimizer for Sgd {
                 (Some(b), true) => Some((b.clone(), false)),
                 (None, true) => Some((slot.param.zeros_like()?, true)),
             };
+            #[cfg(feature = "cuda")]
+            if let crate::Device::Cuda(_) = slot.param.device() {
+                use super::cuda::{address, Entry, FIRST_STEP};
+                let (device, dtype) = (slot.param.device(), slot.param.dtype());
+                let name = &slot.name;
+                let (s1, flags) = match &momentum {
+                    None => (0, 0),
+                    Some((b, first)) => (
+                        address(OP, &format!("{MOMENTUM_PREFIX}{name}"), b, device, dtype)?,
+                        if *first { FIRST_STEP } else { 0 },
+                    ),
+                };
+                let entry = Entry {
+                    p: address(OP, name, &slot.param, device, dtype)?,
+                    g: address(OP, &format!("the gradient of {name}"), &grad, device, dtype)?,
+                    s1,
+                    s2: 0,
+                    n: slot.param.numel(),
+                    flags,
+                };
+                let created = match momentum {
+                    Some((buffer, true)) => Some(buffer),
+                    _ => None,
+                };
+                pending.push((i, entry, created));
+                held.push(grad);
+                continue;
+            }
             let borrowed = momentum.as_ref().map(|(b, first)| (b, *first));
             match slot.param.dtype() {
                 DType::F32 => self.update_typed::<f32>(slot, &grad, borrowed)?,
@@ -169,6 +212,37 @@ impl Optimizer for Sgd {
             if let Some((buffer, true)) = momentum {
                 self.slots[i].momentum = Some(buffer);
             }
+        }
+        #[cfg(feature = "cuda")]
+        {
+            use super::cuda::Group;
+            let mut groups: Vec<Group> = Vec::new();
+            for (i, entry, created) in pending {
+                let slot = &mut self.slots[i];
+                let crate::Device::Cuda(ordinal) = slot.param.device() else {
+                    continue;
+                };
+                let dtype = slot.param.dtype();
+                if created.is_some() {
+                    slot.momentum = created;
+                }
+                match groups
+                    .iter_mut()
+                    .find(|g| g.ordinal == ordinal && g.dtype == dtype)
+                {
+                    Some(g) => g.entries.push(entry),
+                    None => groups.push(Group {
+                        ordinal,
+                        dtype,
+                        entries: vec![entry],
+                    }),
+                }
+            }
+            for (position, group) in groups.iter().enumerate() {
+                super::cuda::sgd(&mut self.tables, position, group, &self.config)?;
+            }
+            super::cuda::retire_tables(&mut self.tables, groups.len());
+            drop(held);
         }
         Ok(())
     }
@@ -215,7 +289,7 @@ impl Optimizer for Sgd {
             loaded.push(match found.get(&s.name) {
                 Some(t) => {
                     check_like(LOAD, &format!("{MOMENTUM_PREFIX}{}", s.name), t, &s.param)?;
-                    Some(own_copy(t)?)
+                    Some(own_copy(t, s.param.device())?)
                 }
                 None => None,
             });

@@ -12,11 +12,10 @@
 //! that is not there, a lost joint, a padded point); it stays zero through every transform.
 
 use super::resample::{linear_table, nearest_table, RowResampler, ROW_PAD};
-use super::rng::fill_normal;
+use super::rng::{fill_normal, standard_normal};
 use super::{DataError, DataResult};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 
 /// A 3x3 matrix, row-major: `y = M x` for column vectors.
 pub type Mat3 = [[f32; 3]; 3];
@@ -42,7 +41,7 @@ fn is_missing(p: &[f32]) -> bool {
 /// U(lo, hi); exactly `lo` when the range is empty (a disabled augmentation).
 fn uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> f32 {
     if hi > lo {
-        rng.random_range(lo..hi)
+        rng.gen_range(lo..hi)
     } else {
         lo
     }
@@ -157,7 +156,7 @@ impl TemporalCrop {
         let lo = -pad;
         let hi = frames as i64 - len as i64 + pad;
         Window {
-            start: rng.random_range(lo..=hi) as isize,
+            start: rng.gen_range(lo..=hi) as isize,
             len,
         }
     }
@@ -312,10 +311,10 @@ impl SkeletonAug {
             uniform(rng, -a, a),
             uniform(rng, -a, a),
         );
-        let flip = rng.random::<f32>() < self.flip_p;
-        let blur = rng.random::<f32>() < self.blur_p;
+        let flip = rng.gen::<f32>() < self.flip_p;
+        let blur = rng.gen::<f32>() < self.blur_p;
         let blur_sigma = uniform(rng, self.blur_sigma.0, self.blur_sigma.1);
-        let noise = rng.random::<f32>() < self.noise_p;
+        let noise = rng.gen::<f32>() < self.noise_p;
         SkeletonParams {
             window,
             matrix: mat_mul(&rotation_matrix(ax, ay, az), &shear),
@@ -492,7 +491,7 @@ pub fn joint_noise(data: &mut [f32], std: f32, rng: &mut ChaCha8Rng) {
             continue;
         }
         for v in p {
-            let z: f32 = rng.sample(StandardNormal);
+            let z = standard_normal(rng);
             *v += std * z;
         }
     }
@@ -631,7 +630,7 @@ impl ColorJitter {
 
     /// A view's factors, or None when this view is not jittered.
     pub fn sample(&self, rng: &mut ChaCha8Rng) -> Option<JitterParams> {
-        let on = rng.random::<f32>() < self.p;
+        let on = rng.gen::<f32>() < self.p;
         let mut factor = |s: f32| uniform(rng, 1.0 - s, 1.0 + s);
         let j = JitterParams {
             brightness: factor(self.brightness),
@@ -782,7 +781,7 @@ impl RgbdAug {
     ) -> RgbdParams {
         let window = self.crop.sample(rng, frames);
         let crop = random_resized_crop(rng, height, width, self.scale, self.ratio);
-        let flip = rng.random::<f32>() < self.flip_p;
+        let flip = rng.gen::<f32>() < self.flip_p;
         RgbdParams { window, crop, flip }
     }
 }
@@ -804,8 +803,8 @@ pub fn random_resized_crop(
         let w = (target * aspect).sqrt().round() as usize;
         let h = (target / aspect).sqrt().round() as usize;
         if 0 < w && w <= width && 0 < h && h <= height {
-            let top = rng.random_range(0..=height - h);
-            let left = rng.random_range(0..=width - w);
+            let top = rng.gen_range(0..=height - h);
+            let left = rng.gen_range(0..=width - w);
             return CropBox {
                 top,
                 left,
@@ -1233,13 +1232,13 @@ pub fn drop_points(
         // A partial Fisher-Yates shuffle from the end: idx[keep..] is a uniform random subset
         // of `drop` slots, idx[..keep] the rest (`drop` draws rather than `points`).
         for i in (keep..points).rev() {
-            let j = rng.random_range(0..=i);
+            let j = rng.gen_range(0..=i);
             idx.swap(i, j);
         }
         // Kept slots are left untouched, so dropped ones can copy from them in place.
         for k in 0..drop {
             let d = idx[keep + k];
-            let s = idx[rng.random_range(0..keep)];
+            let s = idx[rng.gen_range(0..keep)];
             frame.copy_within(s * 3..s * 3 + 3, d * 3);
         }
     }

@@ -65,8 +65,8 @@ impl ModalityDrop {
             ModalityDrop::Fixed(list) => modalities.iter().map(|m| list.contains(m)).collect(),
             ModalityDrop::Random { p, keep_one } => {
                 let present = Sensor::ALL.map(|s| modalities.iter().any(|&m| Sensor::of(m) == s));
-                let mut gone = Sensor::ALL.map(|_| rng.random::<f32>() < *p);
-                let keep = rng.random_range(0..Sensor::ALL.len());
+                let mut gone = Sensor::ALL.map(|_| rng.gen::<f32>() < *p);
+                let keep = rng.gen_range(0..Sensor::ALL.len());
                 let n_present = present.iter().filter(|&&x| x).count();
                 let n_gone = (0..3).filter(|&k| present[k] && gone[k]).count();
                 if *keep_one && n_present > 0 && n_gone == n_present {
@@ -161,7 +161,7 @@ pub fn skeleton_mask(
     idx.clear();
     idx.extend(0..units);
     for i in 0..n {
-        let j = rng.random_range(i..units);
+        let j = rng.gen_range(i..units);
         idx.swap(i, j);
     }
     mask.fill(0.0);
@@ -239,10 +239,10 @@ pub fn depth_holes(
     }
     let side = height.min(width) as f32;
     for frame in data.chunks_exact_mut(height * width) {
-        let n = rng.random_range(1..=holes.max_holes);
+        let n = rng.gen_range(1..=holes.max_holes);
         for _ in 0..n {
-            let cy = rng.random_range(0.0..height as f32);
-            let cx = rng.random_range(0.0..width as f32);
+            let cy = rng.gen_range(0.0..height as f32);
+            let cx = rng.gen_range(0.0..width as f32);
             let r = side * uniform(rng, holes.radius.0, holes.radius.1);
             let y0 = (cy - r).floor().max(0.0) as usize;
             let y1 = ((cy + r).ceil() as usize).min(height);
@@ -264,7 +264,7 @@ pub fn depth_holes(
 
 fn uniform(rng: &mut ChaCha8Rng, lo: f32, hi: f32) -> f32 {
     if hi > lo {
-        rng.random_range(lo..hi)
+        rng.gen_range(lo..hi)
     } else {
         lo
     }

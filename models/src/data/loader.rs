@@ -728,7 +728,7 @@ fn fill_stream(
                 depth_view(src, dims, &params, out_hw, dst, scratch)?;
                 if let Some(a) = aug {
                     let mut rng = rng(Purpose::DepthNoise);
-                    if rng.random::<f32>() < a.rgbd.depth_noise_p {
+                    if rng.gen::<f32>() < a.rgbd.depth_noise_p {
                         super::augment::depth_noise(dst, a.rgbd.depth_noise_std, &mut rng);
                     }
                 }

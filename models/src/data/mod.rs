@@ -8,13 +8,18 @@
 //! sensor failure), every random choice drawn from `rng`'s per-sample seeded streams.
 
 pub mod augment;
+pub mod camera;
 pub mod degrade;
 mod error;
 pub mod format;
+pub mod geom;
+pub mod layouts;
 pub mod loader;
 pub mod ntu;
+pub mod preview;
 pub mod resample;
 pub mod rng;
+pub mod synthetic;
 
 pub use error::{DataError, DataResult};
 

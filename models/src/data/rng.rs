@@ -5,7 +5,7 @@
 //! augmentations therefore depend on nothing but those numbers: not on the thread that builds
 //! it, the batch it lands in, or what was drawn for other samples.
 
-use rand::{RngCore, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
 
@@ -69,6 +69,15 @@ pub fn shuffle_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
     // Sample 0 view 0 never uses `Shuffle` otherwise; mark the stream anyway to keep it apart.
     rng.set_stream(u64::MAX);
     rng
+}
+
+/// One N(0, 1) draw (Box-Muller in f64, one value per pair of uniforms: simple, exact, and
+/// fast enough for the few thousand draws of a skeleton).
+pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    // 1 - u is in (0, 1], so the logarithm is finite.
+    let u1 = 1.0 - rng.gen::<f64>();
+    let u2 = rng.gen::<f64>();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
 /// Fills `out` with standard normal draws, fast enough for bulk noise (hundreds of thousands of
@@ -225,5 +234,18 @@ mod tests {
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "var {var}");
         assert!((inverse_normal_cdf(0.975) - 1.959964).abs() < 1e-5);
+
+        let (mut s, mut s2) = (0f64, 0f64);
+        for _ in 0..n {
+            let z = f64::from(standard_normal(&mut rng));
+            s += z;
+            s2 += z * z;
+        }
+        let mean = s / n as f64;
+        let var = s2 / n as f64 - mean * mean;
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "{mean} {var}"
+        );
     }
 }

@@ -2,6 +2,13 @@
 //! and `gather` / `scatter_add` (one element per index position, PyTorch semantics). Each pair
 //! is the other's backward rule. Indices must lie in `0..size`; negative or larger values are
 //! an `Error::Index` naming the op, the value and the size.
+//!
+//! On CUDA the kernels read the indices on the device and do not check them against the size
+//! by default (that would need a host sync per op): an out-of-range index reads 0 in
+//! `index_select` / `gather` and is skipped by `index_add` / `scatter_add`. Setting
+//! `RCMCL_CUDA_CHECK_INDICES=1` (or calling [`set_cuda_index_checks`]) copies the indices to the
+//! host first and returns the CPU's `Error::Index`. The CUDA adds accumulate with atomics, so
+//! with repeated indices the rounding of a float sum may differ from run to run.
 
 pub(crate) mod cpu;
 #[cfg(feature = "cuda")]
@@ -13,13 +20,52 @@ use crate::storage::{CpuStorage, Storage};
 use crate::{DType, Error, Float, Result, Tensor};
 use cpu::AxisView;
 
-/// The index values of an i64 tensor on `like`'s device, all checked to lie in `0..size`.
-fn index_values(
-    op: &'static str,
-    like: &Tensor,
-    indices: &Tensor,
-    size: usize,
-) -> Result<Vec<i64>> {
+/// Turns the host-side check of CUDA index values on or off for the process (the default is
+/// `RCMCL_CUDA_CHECK_INDICES=1` in the environment, else off): see the module docs. Without the
+/// `cuda` feature there is nothing to switch (the CPU always checks).
+pub fn set_cuda_index_checks(on: bool) {
+    #[cfg(feature = "cuda")]
+    cuda::set_check_indices(on);
+    #[cfg(not(feature = "cuda"))]
+    let _ = on;
+}
+
+/// An index tensor's values, where its kernels read them.
+enum Indices {
+    /// On the host, every value checked to lie in `0..size` (the CPU kernels).
+    Host(Vec<i64>),
+    /// On the device: the address of the values and their count (the CUDA kernels).
+    #[cfg(feature = "cuda")]
+    Device(crate::cuda::Arg, usize),
+}
+
+impl Indices {
+    /// The host values (empty for device indices, which never meet host data: `index_values`
+    /// checked that the indices live on the data's device).
+    fn host(&self) -> &[i64] {
+        match self {
+            Indices::Host(v) => v,
+            #[cfg(feature = "cuda")]
+            Indices::Device(..) => &[],
+        }
+    }
+
+    /// The device address and count of the values, for a CUDA kernel.
+    #[cfg(feature = "cuda")]
+    fn device(&self, op: &'static str) -> Result<(crate::cuda::Arg, usize)> {
+        match self {
+            Indices::Device(arg, n) => Ok((*arg, *n)),
+            Indices::Host(_) => Err(Error::invalid(op, "host indices given to a CUDA kernel")),
+        }
+    }
+}
+
+/// The values of an i64 index tensor on `like`'s device: on the host, checked to lie in
+/// `0..size`; on a CUDA device, left there (checked on the host only when index checks are on).
+/// The address kept for a device tensor stays valid while `indices` lives: kernels are queued
+/// on the device's one stream before it can be dropped, and freed blocks are reused in stream
+/// order.
+fn index_values(op: &'static str, like: &Tensor, indices: &Tensor, size: usize) -> Result<Indices> {
     if indices.device() != like.device() {
         return Err(Error::DeviceMismatch {
             op,
@@ -34,19 +80,33 @@ fn index_values(
             msg: "indices must be an i64 tensor".into(),
         });
     }
+    #[cfg(feature = "cuda")]
+    if let Storage::Cuda(c) = &*indices.storage() {
+        if cuda::check_indices() {
+            let host = c.to_cpu()?;
+            check_range(op, crate::Element::slice(&host).unwrap_or(&[]), size)?;
+        }
+        return Ok(Indices::Device(c.arg(), c.len()));
+    }
     let values = indices.to_vec::<i64>()?;
-    if let Some(&bad) = values.iter().find(|&&i| i < 0 || i as u64 >= size as u64) {
-        return Err(Error::Index {
+    check_range(op, &values, size)?;
+    Ok(Indices::Host(values))
+}
+
+/// The `Error::Index` of the first value outside `0..size`, if any.
+fn check_range(op: &'static str, values: &[i64], size: usize) -> Result<()> {
+    match values.iter().find(|&&i| i < 0 || i as u64 >= size as u64) {
+        Some(&bad) => Err(Error::Index {
             op,
             index: bad,
             size,
-        });
+        }),
+        None => Ok(()),
     }
-    Ok(values)
 }
 
-/// A float storage of `dtype` made by `add`ing `src` into a copy of `base` (or into zeros of
-/// `zeros_len` elements).
+/// A float storage of `dtype` made by adding `src` into a copy of `base` (or into zeros of
+/// `zeros_len` elements): `add` on the host, `add_cuda(out, src)` in place on a device.
 fn add_into_storage(
     op: &'static str,
     base: Option<&Tensor>,
@@ -54,9 +114,42 @@ fn add_into_storage(
     dtype: DType,
     src: &Tensor,
     add: impl Fn(&mut dyn AddInto),
+    #[cfg(feature = "cuda")] add_cuda: impl Fn(
+        &crate::cuda::CudaStorage,
+        &crate::cuda::CudaStorage,
+    ) -> Result<()>,
 ) -> Result<Storage> {
     let src_guard = src.storage();
-    let src_c = src_guard.as_cpu().expect("the CPU path holds host storage");
+    #[cfg(feature = "cuda")]
+    if let Storage::Cuda(s) = &*src_guard {
+        if s.dtype() != dtype || !dtype.is_float() {
+            return Err(Error::DTypeMismatch {
+                op,
+                a: dtype,
+                b: s.dtype(),
+            });
+        }
+        let out = match base {
+            // `src` is already locked: copy it rather than lock its storage twice.
+            Some(b) if b.same_storage(src) => s.duplicate()?,
+            Some(b) => match &*b.storage() {
+                Storage::Cuda(c) => c.duplicate()?,
+                other => {
+                    return Err(Error::DeviceMismatch {
+                        op,
+                        a: other.device(),
+                        b: src.device(),
+                    })
+                }
+            },
+            None => crate::cuda::CudaStorage::zeros(s.gpu(), zeros_len, dtype)?,
+        };
+        add_cuda(&out, s)?;
+        return Ok(Storage::Cuda(out));
+    }
+    let src_c = src_guard
+        .as_cpu()
+        .ok_or_else(|| Error::invalid(op, "a device storage reached the host kernels"))?;
     let storage = match (dtype, src_c) {
         (DType::F32, CpuStorage::F32(s)) => {
             let mut out: Vec<f32> = start_from(base, zeros_len)?;
@@ -143,9 +236,16 @@ impl Tensor {
         }
         let idx = index_values("index_select", self, indices, self.dims()[a])?;
         let view = AxisView::new(self.dims(), a);
-        let storage = map_any_dtype!(&*self.storage(), |v| cpu::index_select(v, view, &idx));
+        let storage = map_any_dtype!(
+            &*self.storage(),
+            |v| cpu::index_select(v, view, idx.host()),
+            |c| {
+                let (arg, n) = idx.device("index_select")?;
+                cuda::index_select(c, view, arg, n)
+            }
+        );
         let mut out_dims = self.dims().to_vec();
-        out_dims[a] = idx.len();
+        out_dims[a] = indices.numel();
         let (in_dims, indices) = (self.dims().to_vec(), indices.clone());
         Ok(Tensor::from_op(
             "index_select",
@@ -177,9 +277,19 @@ impl Tensor {
         }
         let idx = index_values("index_add", self, indices, self.dims()[a])?;
         let view = AxisView::new(self.dims(), a);
-        let storage = add_into_storage("index_add", Some(self), 0, self.dtype(), src, |t| {
-            t.index_add(view, &idx)
-        })?;
+        let storage = add_into_storage(
+            "index_add",
+            Some(self),
+            0,
+            self.dtype(),
+            src,
+            |t| t.index_add(view, idx.host()),
+            #[cfg(feature = "cuda")]
+            |out, s| {
+                let (arg, n) = idx.device("index_add")?;
+                cuda::index_add_into(out, view, arg, n, s)
+            },
+        )?;
         let indices = indices.clone();
         let needs_src = src.requires_grad();
         Ok(Tensor::from_op(
@@ -214,13 +324,14 @@ impl Tensor {
         }
         let idx = index_values("gather", self, indices, self.dims()[a])?;
         let idx_dims = indices.dims().to_vec();
-        let storage = map_any_dtype!(&*self.storage(), |v| cpu::gather(
-            v,
-            self.dims(),
-            a,
-            &idx,
-            &idx_dims
-        ));
+        let storage = map_any_dtype!(
+            &*self.storage(),
+            |v| cpu::gather(v, self.dims(), a, idx.host(), &idx_dims),
+            |c| {
+                let (arg, _) = idx.device("gather")?;
+                cuda::gather(c, self.dims(), a, arg, &idx_dims)
+            }
+        );
         let (in_dims, indices) = (self.dims().to_vec(), indices.clone());
         Ok(Tensor::from_op(
             "gather",
@@ -298,9 +409,19 @@ fn scatter_storage(
     let idx = index_values("scatter_add", src, indices, dims[axis])?;
     let n: usize = dims.iter().product();
     let (idx_dims, src_dims) = (indices.dims(), src.dims());
-    add_into_storage("scatter_add", base, n, src.dtype(), src, |t| {
-        t.scatter_add(dims, axis, &idx, idx_dims, src_dims)
-    })
+    add_into_storage(
+        "scatter_add",
+        base,
+        n,
+        src.dtype(),
+        src,
+        |t| t.scatter_add(dims, axis, idx.host(), idx_dims, src_dims),
+        #[cfg(feature = "cuda")]
+        |out, s| {
+            let (arg, _) = idx.device("scatter_add")?;
+            cuda::scatter_add_into(out, dims, axis, arg, idx_dims, s, src_dims)
+        },
+    )
 }
 
 /// Zeros (or `base`) of shape `dims` with `src` scattered in, outside the graph (gather's

@@ -11,10 +11,12 @@ use crate::shape::{broadcast_shapes, normalize_axis};
 use crate::storage::{CpuStorage, Storage};
 use crate::{with_float, Error, Result, Shape, Tensor};
 
-/// Runs `$body` with `$v` bound to the typed elements of a CPU storage of any dtype and wraps
-/// the `Vec` it returns in a storage of the same dtype (for kernels that only move elements).
+/// For kernels that only move elements: on a CPU storage of any dtype, runs `$body` with `$v`
+/// bound to the typed elements and wraps the `Vec` it returns in a storage of the same dtype; on a
+/// CUDA storage, runs `$cuda` (a `Result<CudaStorage>`) with `$c` bound to the `&CudaStorage`.
+/// Errors from the CUDA body return from the enclosing function.
 macro_rules! map_any_dtype {
-    ($storage:expr, |$v:ident| $body:expr) => {
+    ($storage:expr, |$v:ident| $body:expr, |$c:ident| $cuda:expr) => {
         match $storage {
             $crate::storage::Storage::Cpu(c) => $crate::storage::Storage::Cpu(match c {
                 $crate::storage::CpuStorage::F32($v) => $crate::storage::CpuStorage::from($body),
@@ -22,7 +24,7 @@ macro_rules! map_any_dtype {
                 $crate::storage::CpuStorage::I64($v) => $crate::storage::CpuStorage::from($body),
             }),
             #[cfg(feature = "cuda")]
-            $crate::storage::Storage::Cuda(_) => return Err($crate::ops::cuda_todo("layout")),
+            $crate::storage::Storage::Cuda($c) => $crate::storage::Storage::Cuda($cuda?),
         }
     };
 }
@@ -123,7 +125,7 @@ impl Tensor {
                 ))
             })?),
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("layout")),
+            Storage::Cuda(c) => Storage::Cuda(cuda::broadcast(c, self.dims(), dims)?),
         };
         let in_dims = self.dims().to_vec();
         Ok(Tensor::from_op(
@@ -172,7 +174,11 @@ impl Tensor {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return Ok(self.clone());
         }
-        let storage = map_any_dtype!(&*self.storage(), |v| cpu::permute(v, self.dims(), perm));
+        let storage = map_any_dtype!(
+            &*self.storage(),
+            |v| cpu::permute(v, self.dims(), perm),
+            |c| cuda::permute(c, self.dims(), perm)
+        );
         let out_dims: Vec<usize> = perm.iter().map(|&p| self.dims()[p]).collect();
         let mut inverse = vec![0; rank];
         for (i, &p) in perm.iter().enumerate() {
@@ -236,12 +242,11 @@ impl Tensor {
 
     /// The box `starts[k] .. starts[k] + out_dims[k]` (checked by the caller); backward pads.
     fn crop(&self, starts: Vec<usize>, out_dims: Vec<usize>) -> Result<Tensor> {
-        let storage = map_any_dtype!(&*self.storage(), |v| cpu::crop(
-            v,
-            self.dims(),
-            &starts,
-            &out_dims
-        ));
+        let storage = map_any_dtype!(
+            &*self.storage(),
+            |v| cpu::crop(v, self.dims(), &starts, &out_dims),
+            |c| cuda::crop(c, self.dims(), &starts, &out_dims)
+        );
         let pads: Vec<(usize, usize)> = starts
             .iter()
             .zip(&out_dims)
@@ -284,7 +289,7 @@ impl Tensor {
                 CpuStorage::I64(v) => CpuStorage::from(cpu::pad(v, dims, pads, value as i64)),
             }),
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("layout")),
+            Storage::Cuda(c) => Storage::Cuda(cuda::pad(c, dims, pads, value)?),
         };
         let out_dims: Vec<usize> = dims
             .iter()
@@ -378,19 +383,37 @@ impl Tensor {
             })
             .collect();
         let guards: Vec<_> = owners.iter().map(|t| t.storage()).collect();
-        let cpu_storage = match first.dtype() {
-            crate::DType::F32 => CpuStorage::from(cpu::concat(
-                &typed_runs::<f32>(&guards, &which, &runs),
-                outer,
-            )),
-            crate::DType::F64 => CpuStorage::from(cpu::concat(
-                &typed_runs::<f64>(&guards, &which, &runs),
-                outer,
-            )),
-            crate::DType::I64 => CpuStorage::from(cpu::concat(
-                &typed_runs::<i64>(&guards, &which, &runs),
-                outer,
-            )),
+        let storage = match &*guards[0] {
+            Storage::Cpu(_) => Storage::Cpu(match first.dtype() {
+                crate::DType::F32 => CpuStorage::from(cpu::concat(
+                    &typed_runs::<f32>(&guards, &which, &runs),
+                    outer,
+                )),
+                crate::DType::F64 => CpuStorage::from(cpu::concat(
+                    &typed_runs::<f64>(&guards, &which, &runs),
+                    outer,
+                )),
+                crate::DType::I64 => CpuStorage::from(cpu::concat(
+                    &typed_runs::<i64>(&guards, &which, &runs),
+                    outer,
+                )),
+            }),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => {
+                let inputs = which
+                    .iter()
+                    .zip(&runs)
+                    .map(|(&g, &run)| match &*guards[g] {
+                        Storage::Cuda(c) => Ok((c, run)),
+                        other => Err(Error::DeviceMismatch {
+                            op: "concat",
+                            a: first.device(),
+                            b: other.device(),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Storage::Cuda(cuda::concat(&inputs, outer)?)
+            }
         };
         drop(guards);
         let mut out_dims = first.dims().to_vec();
@@ -398,7 +421,7 @@ impl Tensor {
         let needs: Vec<bool> = tensors.iter().map(|t| t.requires_grad()).collect();
         Ok(Tensor::from_op(
             "concat",
-            Storage::Cpu(cpu_storage),
+            storage,
             out_dims,
             tensors,
             Box::new(move |g, _| {

@@ -113,7 +113,9 @@ fn product_storage(
             ))?)
         }
         #[cfg(feature = "cuda")]
-        _ => return Err(crate::ops::cuda_todo("matmul")),
+        (Storage::Cuda(x), Storage::Cuda(y)) => Storage::Cuda(cuda::batched(x, y, &p)?),
+        #[cfg(feature = "cuda")]
+        _ => unreachable!("check_same rejected operands on different devices"),
     };
     Ok((storage, out_dims))
 }
@@ -137,7 +139,7 @@ fn linear_storage<T: Float + Element>(
         })?),
         None => None,
         #[cfg(feature = "cuda")]
-        _ => return Err(crate::ops::cuda_todo("matmul")),
+        Some(Storage::Cuda(_)) => unreachable!("check_same rejected a bias on another device"),
     };
     Ok(cpu::linear(x, w, bias, rows, inp, out))
 }
@@ -269,7 +271,19 @@ impl Tensor {
                 ))?)
             }
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("matmul")),
+            (Storage::Cuda(xs), Storage::Cuda(ws)) => {
+                let guard = b.map(|b| b.storage());
+                let bias = match guard.as_deref() {
+                    Some(Storage::Cuda(c)) => Some(c),
+                    None => None,
+                    Some(Storage::Cpu(_)) => {
+                        unreachable!("check_same rejected a bias on another device")
+                    }
+                };
+                Storage::Cuda(cuda::linear(xs, ws, bias, sizes)?)
+            }
+            #[cfg(feature = "cuda")]
+            _ => unreachable!("check_same rejected operands on different devices"),
         };
         let mut out_dims = x.dims().to_vec();
         *out_dims.last_mut().expect("rank checked above") = out_f;

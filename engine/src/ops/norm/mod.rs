@@ -4,6 +4,12 @@
 //! Batch norm in training normalises with the batch statistics (biased variance) and updates the
 //! running statistics in place, outside the graph, with the unbiased variance (as PyTorch); in
 //! evaluation it normalises with the running statistics.
+//!
+//! On CUDA (`cuda.rs`, kernels/norm.cu) the same arithmetic runs on the device: statistics and
+//! gradient sums accumulate in f64 through per-block partial sums added in a fixed order (no
+//! atomics), so results are identical from run to run and agree with the CPU to f64 rounding of
+//! the sums; the elementwise passes round each operation as the CPU does. The running statistics
+//! are updated in place on the device, and the statistics never leave it.
 
 mod cpu;
 #[cfg(feature = "cuda")]
@@ -76,7 +82,120 @@ fn diff_inputs<'a>(
     std::iter::once(x).chain(weight).chain(bias).collect()
 }
 
+/// The device storage of a tensor already checked to be on the input's CUDA device.
+#[cfg(feature = "cuda")]
+fn cuda_of<'a>(op: &'static str, s: &'a Storage) -> Result<&'a crate::cuda::CudaStorage> {
+    match s {
+        Storage::Cuda(c) => Ok(c),
+        other => Err(Error::invalid(
+            op,
+            format!("expected a CUDA tensor, got one on {}", other.device()),
+        )),
+    }
+}
+
+/// The gradient reached the backward on another device than the input.
+#[cfg(feature = "cuda")]
+fn device_mismatch(op: &'static str, a: &Storage, b: &Storage) -> Error {
+    Error::DeviceMismatch {
+        op,
+        a: a.device(),
+        b: b.device(),
+    }
+}
+
+/// Running statistics given to batch norm: (mean, var).
+type Running<'a> = Option<(&'a Tensor, &'a Tensor)>;
+
 impl Tensor {
+    /// The statistics batch norm normalises with, `(mean, invstd)` as per-channel CPU tensors in
+    /// the input's dtype; in training also updates the running statistics (see `batch_norm`).
+    fn batch_norm_stats_cpu(
+        &self,
+        view: &cpu::Channels,
+        running: Running<'_>,
+        training: bool,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "batch_norm";
+        let (mean, var) = if training {
+            let count = view.count();
+            let (mean, var) = match &*self.storage() {
+                Storage::Cpu(c) => with_float!(OP, c, |v| cpu::channel_stats(v, view))?,
+                #[cfg(feature = "cuda")]
+                Storage::Cuda(_) => {
+                    return Err(Error::invalid(OP, "the CPU statistics need host storage"))
+                }
+            };
+            if let Some((running_mean, running_var)) = running {
+                let unbiased: Vec<f64> = var
+                    .iter()
+                    .map(|v| v * count as f64 / (count - 1) as f64)
+                    .collect();
+                blend_into(running_mean, &mean, momentum)?;
+                blend_into(running_var, &unbiased, momentum)?;
+            }
+            (mean, var)
+        } else {
+            let (m, v) = running.ok_or_else(|| {
+                Error::invalid(
+                    OP,
+                    "evaluation (training = false) needs running_mean and running_var",
+                )
+            })?;
+            (m.to_f64_vec()?, v.to_f64_vec()?)
+        };
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        Ok((
+            stats_tensor(mean, self.dtype())?,
+            stats_tensor(invstd, self.dtype())?,
+        ))
+    }
+
+    /// `batch_norm_stats_cpu` on the input's CUDA device: the statistics stay on the device and
+    /// the running statistics are updated there in place (in f64, rounded once, as the CPU).
+    #[cfg(feature = "cuda")]
+    fn batch_norm_stats_cuda(
+        &self,
+        view: &cpu::Channels,
+        running: Running<'_>,
+        training: bool,
+        momentum: f64,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "batch_norm";
+        let (mean, invstd) = if training {
+            // The input's lock is released before the running statistics are written.
+            let stats =
+                cuda::batch_stats(cuda_of(OP, &self.storage())?, view, eps, running.is_some())?;
+            if let (Some((running_mean, running_var)), Some((mean64, unbiased64))) =
+                (running, &stats.for_running)
+            {
+                cuda::blend(cuda_of(OP, &running_mean.storage_mut())?, mean64, momentum)?;
+                cuda::blend(
+                    cuda_of(OP, &running_var.storage_mut())?,
+                    unbiased64,
+                    momentum,
+                )?;
+            }
+            (stats.mean, stats.invstd)
+        } else {
+            let (m, v) = running.ok_or_else(|| {
+                Error::invalid(
+                    OP,
+                    "evaluation (training = false) needs running_mean and running_var",
+                )
+            })?;
+            let (ms, vs) = (m.storage(), v.storage());
+            cuda::eval_stats(cuda_of(OP, &ms)?, cuda_of(OP, &vs)?, eps)?
+        };
+        Ok((
+            Tensor::from_op_no_grad(Storage::Cuda(mean), [view.c]),
+            Tensor::from_op_no_grad(Storage::Cuda(invstd), [view.c]),
+        ))
+    }
+
     /// Batch normalisation of `self`, shaped (N, C, *), over every dim but C.
     ///
     /// `training`: normalise with the batch mean and biased variance and, when running stats are
@@ -128,7 +247,7 @@ impl Tensor {
             }
         };
 
-        let (mean, var) = if training {
+        if training {
             let count = view.count();
             if count < 2 {
                 return Err(Error::shape(
@@ -137,32 +256,19 @@ impl Tensor {
                     format!("training needs more than one value per channel, got {count}"),
                 ));
             }
-            let (mean, var) = match &*self.storage() {
-                Storage::Cpu(c) => with_float!(OP, c, |v| cpu::channel_stats(v, &view))?,
-                #[cfg(feature = "cuda")]
-                _ => return Err(crate::ops::cuda_todo("norm")),
-            };
-            if let Some((running_mean, running_var)) = running {
-                let unbiased: Vec<f64> = var
-                    .iter()
-                    .map(|v| v * count as f64 / (count - 1) as f64)
-                    .collect();
-                blend_into(running_mean, &mean, momentum)?;
-                blend_into(running_var, &unbiased, momentum)?;
+        } else if running.is_none() {
+            return Err(Error::invalid(
+                OP,
+                "evaluation (training = false) needs running_mean and running_var",
+            ));
+        }
+        let (mean, invstd) = match self.device() {
+            #[cfg(feature = "cuda")]
+            crate::Device::Cuda(_) => {
+                self.batch_norm_stats_cuda(&view, running, training, momentum, eps)?
             }
-            (mean, var)
-        } else {
-            let (m, v) = running.ok_or_else(|| {
-                Error::invalid(
-                    OP,
-                    "evaluation (training = false) needs running_mean and running_var",
-                )
-            })?;
-            (m.to_f64_vec()?, v.to_f64_vec()?)
+            _ => self.batch_norm_stats_cpu(&view, running, training, momentum, eps)?,
         };
-        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-        let mean = stats_tensor(mean, self.dtype())?;
-        let invstd = stats_tensor(invstd, self.dtype())?;
 
         let storage = {
             let (x, m, k) = (self.storage(), mean.storage(), invstd.storage());
@@ -179,7 +285,14 @@ impl Tensor {
                     )))?)
                 }
                 #[cfg(feature = "cuda")]
-                _ => return Err(crate::ops::cuda_todo("norm")),
+                Storage::Cuda(c) => Storage::Cuda(cuda::batch_norm(
+                    c,
+                    &view,
+                    cuda_of(OP, &m)?,
+                    cuda_of(OP, &k)?,
+                    w.as_deref().map(|s| cuda_of(OP, s)).transpose()?,
+                    b.as_deref().map(|s| cuda_of(OP, s)).transpose()?,
+                )?),
             }
         };
 
@@ -209,27 +322,41 @@ impl Tensor {
                                     training,
                                 );
                                 (
-                                    CpuStorage::from(dx),
-                                    CpuStorage::from(dw),
-                                    CpuStorage::from(db),
+                                    Storage::Cpu(CpuStorage::from(dx)),
+                                    Some(Storage::Cpu(CpuStorage::from(dw))),
+                                    Some(Storage::Cpu(CpuStorage::from(db))),
                                 )
                             })?
                         }
                         #[cfg(feature = "cuda")]
-                        _ => return Err(crate::ops::cuda_todo("norm")),
+                        (Storage::Cuda(xc), Storage::Cuda(gc)) => {
+                            let (dx, dw, db) = cuda::batch_norm_grad(
+                                xc,
+                                gc,
+                                &view,
+                                cuda_of(OP, &m)?,
+                                cuda_of(OP, &k)?,
+                                w.as_deref().map(|s| cuda_of(OP, s)).transpose()?,
+                                training,
+                                (weight_saved.is_some(), has_bias),
+                            )?;
+                            (
+                                Storage::Cuda(dx),
+                                dw.map(Storage::Cuda),
+                                db.map(Storage::Cuda),
+                            )
+                        }
+                        #[cfg(feature = "cuda")]
+                        (a, b) => return Err(device_mismatch(OP, a, b)),
                     }
                 };
-                let per_channel =
-                    |s: CpuStorage| Tensor::from_op_no_grad(Storage::Cpu(s), [view.c]);
-                let mut grads = vec![Some(Tensor::from_op_no_grad(
-                    Storage::Cpu(dx),
-                    x.shape().clone(),
-                ))];
+                let per_channel = |s: Storage| Tensor::from_op_no_grad(s, [view.c]);
+                let mut grads = vec![Some(Tensor::from_op_no_grad(dx, x.shape().clone()))];
                 if weight_saved.is_some() {
-                    grads.push(Some(per_channel(dw)));
+                    grads.push(dw.map(per_channel));
                 }
                 if has_bias {
-                    grads.push(Some(per_channel(db)));
+                    grads.push(db.map(per_channel));
                 }
                 Ok(grads)
             }),
@@ -277,23 +404,32 @@ impl Tensor {
                         eps,
                     );
                     (
-                        CpuStorage::from(y),
-                        CpuStorage::from(mean),
-                        CpuStorage::from(invstd),
+                        Storage::Cpu(CpuStorage::from(y)),
+                        Storage::Cpu(CpuStorage::from(mean)),
+                        Storage::Cpu(CpuStorage::from(invstd)),
                     )
                 })?,
                 #[cfg(feature = "cuda")]
-                _ => return Err(crate::ops::cuda_todo("norm")),
+                Storage::Cuda(c) => {
+                    let (y, mean, invstd) = cuda::layer_norm(
+                        c,
+                        d,
+                        w.as_deref().map(|s| cuda_of(OP, s)).transpose()?,
+                        b.as_deref().map(|s| cuda_of(OP, s)).transpose()?,
+                        eps,
+                    )?;
+                    (Storage::Cuda(y), Storage::Cuda(mean), Storage::Cuda(invstd))
+                }
             }
         };
-        let mean = Tensor::from_op_no_grad(Storage::Cpu(mean), [rows]);
-        let invstd = Tensor::from_op_no_grad(Storage::Cpu(invstd), [rows]);
+        let mean = Tensor::from_op_no_grad(mean, [rows]);
+        let invstd = Tensor::from_op_no_grad(invstd, [rows]);
 
         let x = self.clone();
         let (weight_saved, has_bias) = (weight.cloned(), bias.is_some());
         Ok(Tensor::from_op(
             OP,
-            Storage::Cpu(y),
+            y,
             self.shape().clone(),
             &diff_inputs(self, weight, bias),
             Box::new(move |g, _| {
@@ -314,27 +450,40 @@ impl Tensor {
                                     w.as_deref().map(slice_of),
                                 );
                                 (
-                                    CpuStorage::from(dx),
-                                    CpuStorage::from(dw),
-                                    CpuStorage::from(db),
+                                    Storage::Cpu(CpuStorage::from(dx)),
+                                    Some(Storage::Cpu(CpuStorage::from(dw))),
+                                    Some(Storage::Cpu(CpuStorage::from(db))),
                                 )
                             })?
                         }
                         #[cfg(feature = "cuda")]
-                        _ => return Err(crate::ops::cuda_todo("norm")),
+                        (Storage::Cuda(xc), Storage::Cuda(gc)) => {
+                            let (dx, dw, db) = cuda::layer_norm_grad(
+                                xc,
+                                gc,
+                                d,
+                                cuda_of(OP, &m)?,
+                                cuda_of(OP, &k)?,
+                                w.as_deref().map(|s| cuda_of(OP, s)).transpose()?,
+                                (weight_saved.is_some(), has_bias),
+                            )?;
+                            (
+                                Storage::Cuda(dx),
+                                dw.map(Storage::Cuda),
+                                db.map(Storage::Cuda),
+                            )
+                        }
+                        #[cfg(feature = "cuda")]
+                        (a, b) => return Err(device_mismatch(OP, a, b)),
                     }
                 };
-                let per_feature =
-                    |s: CpuStorage| Tensor::from_op_no_grad(Storage::Cpu(s), feature_dims.clone());
-                let mut grads = vec![Some(Tensor::from_op_no_grad(
-                    Storage::Cpu(dx),
-                    x.shape().clone(),
-                ))];
+                let per_feature = |s: Storage| Tensor::from_op_no_grad(s, feature_dims.clone());
+                let mut grads = vec![Some(Tensor::from_op_no_grad(dx, x.shape().clone()))];
                 if weight_saved.is_some() {
-                    grads.push(Some(per_feature(dw)));
+                    grads.push(dw.map(per_feature));
                 }
                 if has_bias {
-                    grads.push(Some(per_feature(db)));
+                    grads.push(db.map(per_feature));
                 }
                 Ok(grads)
             }),

@@ -32,7 +32,9 @@ impl Tensor {
                 cpu::sum(v, &plan)
             ))?),
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("reduce")),
+            Storage::Cuda(c) => {
+                Storage::Cuda(cuda::reduce(cuda::ReduceOp::Sum, c, self.dims(), &axes)?)
+            }
         };
         let in_dims = self.dims().to_vec();
         let kept = reduced_dims(&in_dims, &axes, true);
@@ -116,7 +118,16 @@ impl Tensor {
                 cpu::extreme(v, &plan, largest)
             ))?),
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("reduce")),
+            Storage::Cuda(c) => Storage::Cuda(cuda::reduce(
+                if largest {
+                    cuda::ReduceOp::Max
+                } else {
+                    cuda::ReduceOp::Min
+                },
+                c,
+                self.dims(),
+                &axes_u,
+            )?),
         };
         let x = self.clone();
         let kept = reduced_dims(self.dims(), &axes_u, true);
@@ -134,7 +145,8 @@ impl Tensor {
         ))
     }
 
-    /// Index of the first maximum along `axis`, as an i64 tensor (no gradient).
+    /// Index of the first maximum along `axis`, as an i64 tensor (no gradient). A NaN counts as
+    /// larger than any number (the index of the first NaN is returned), on every device.
     pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
         check_float("argmax", self)?;
         let a = self.shape().axis("argmax", axis)?;
@@ -153,7 +165,7 @@ impl Tensor {
                 ))?))
             }
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("reduce")),
+            Storage::Cuda(c) => Storage::Cuda(cuda::argmax(c, self.dims(), a)?),
         };
         Ok(Tensor::from_op_no_grad(
             storage,

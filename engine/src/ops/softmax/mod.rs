@@ -50,7 +50,7 @@ impl Tensor {
                 cpu::softmax(v, &lanes, log)
             ))?),
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("softmax")),
+            Storage::Cuda(c) => Storage::Cuda(cuda::softmax(c, &lanes, log)?),
         };
         Ok(Tensor::from_op(
             op,
@@ -65,6 +65,10 @@ impl Tensor {
     /// i64 class indices of shape (N) or (N, d1, ...). With `label_smoothing` = eps the target
     /// distribution is `(1 - eps) * onehot + eps / C`, as in PyTorch. `Mean` divides by the number
     /// of terms (N * d1 * ...). Log-softmax and the likelihood are one fused pass.
+    ///
+    /// On the CPU a target outside `[0, C)` is an `Error::Index`. On a CUDA device the targets are
+    /// not read back to the host (that would synchronise every step): an out-of-range target makes
+    /// its term NaN (so a `Mean` or `Sum` loss is NaN) and its lane of the gradient NaN.
     pub fn cross_entropy(
         &self,
         targets: &Tensor,
@@ -115,7 +119,12 @@ impl Tensor {
                 format!("label_smoothing must be in [0, 1], got {label_smoothing}"),
             ));
         }
-        let classes_of: Vec<i64> = targets.to_vec()?;
+        // The class indices on the host, checked, for the CPU kernels. A device does not check
+        // them (that would need a synchronising copy); see the doc comment.
+        let classes_of: Vec<i64> = match &*targets.storage() {
+            Storage::Cpu(CpuStorage::I64(t)) => t.clone(),
+            _ => Vec::new(),
+        };
         if let Some(&bad) = classes_of.iter().find(|&&t| t < 0 || t as usize >= classes) {
             return Err(Error::Index {
                 op: OP,
@@ -125,8 +134,8 @@ impl Tensor {
         }
 
         let lanes = Lanes::new(dims, 1);
-        let (terms, stats) = match &*self.storage() {
-            Storage::Cpu(c) => with_float!(OP, c, |v| {
+        let (terms, stats) = match (&*self.storage(), &*targets.storage()) {
+            (Storage::Cpu(c), _) => with_float!(OP, c, |v| {
                 let (terms, stats) = cpu::cross_entropy(v, &classes_of, &lanes, label_smoothing);
                 (
                     Storage::Cpu(CpuStorage::from(terms)),
@@ -134,7 +143,12 @@ impl Tensor {
                 )
             })?,
             #[cfg(feature = "cuda")]
-            _ => return Err(crate::ops::cuda_todo("softmax")),
+            (Storage::Cuda(x), Storage::Cuda(t)) => {
+                let (terms, stats) = cuda::cross_entropy(x, t, &lanes, label_smoothing)?;
+                (Storage::Cuda(terms), Storage::Cuda(stats))
+            }
+            #[cfg(feature = "cuda")]
+            _ => unreachable!("the device check rejected targets on another device"),
         };
         let (storage, out_dims) = match reduction {
             Reduction::None => (terms, term_dims),
@@ -150,6 +164,8 @@ impl Tensor {
         };
         let stats = Tensor::from_op_no_grad(stats, [lanes.count(), 2]);
         let logits = self.clone();
+        #[cfg(feature = "cuda")]
+        let targets = targets.clone();
         Ok(Tensor::from_op(
             OP,
             storage,
@@ -179,7 +195,24 @@ impl Tensor {
                         ))?)
                     }
                     #[cfg(feature = "cuda")]
-                    _ => return Err(crate::ops::cuda_todo("softmax")),
+                    (Storage::Cuda(x), Storage::Cuda(gc), Storage::Cuda(s)) => {
+                        let t = targets.storage();
+                        let Storage::Cuda(t) = &*t else {
+                            unreachable!("the targets are on the logits' device")
+                        };
+                        Storage::Cuda(cuda::cross_entropy_grad(
+                            x,
+                            t,
+                            s,
+                            gc,
+                            g_stride,
+                            scale,
+                            &lanes,
+                            label_smoothing,
+                        )?)
+                    }
+                    #[cfg(feature = "cuda")]
+                    _ => unreachable!("check_same rejected a gradient on another device"),
                 };
                 Ok(vec![Some(Tensor::from_op_no_grad(
                     storage,
@@ -208,7 +241,11 @@ fn softmax_grad(
             }))?)
         }
         #[cfg(feature = "cuda")]
-        _ => return Err(crate::ops::cuda_todo("softmax")),
+        (Storage::Cuda(y), Storage::Cuda(g)) => {
+            Storage::Cuda(cuda::softmax_grad(y, g, lanes, log)?)
+        }
+        #[cfg(feature = "cuda")]
+        _ => unreachable!("check_same rejected tensors on different devices"),
     };
     Ok(Tensor::from_op_no_grad(storage, y.shape().clone()))
 }
