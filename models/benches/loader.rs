@@ -1,39 +1,22 @@
 //! Loader throughput: samples per second with every augmentation, two views per sample, on a
-//! temporary dataset of random arrays with the `small` preset's shapes.
+//! temporary dataset of random arrays with the shapes and sample count of the synthetic `small`
+//! preset (random rather than generated: generating takes minutes, and the loader's cost does
+//! not depend on the values).
 //!
-//! `cargo bench -p models --bench loader` (env: `LOADER_BENCH_SAMPLES`, default 2000;
-//! `LOADER_BENCH_EPOCHS`, default 2).
+//! `cargo bench -p models --bench loader` (env: `LOADER_BENCH_SAMPLES` overrides the sample
+//! count; `LOADER_BENCH_EPOCHS`, default 2; `LOADER_BENCH_ONLY=kernels|all|plain|<modality>`
+//! times one part, for profiling).
 
 use models::data::format::{Dataset, DatasetWriter, Verify};
+use models::data::layouts::KINECT25;
 use models::data::loader::{Augmentations, Loader, LoaderConfig};
-use models::data::{
-    Array, ArrayData, DatasetSpec, Modality, Sample, SampleMeta, Split, StreamSpec,
-};
+use models::data::synthetic::SynthConfig;
+use models::data::{Array, ArrayData, DatasetSpec, Elem, Modality, Sample, SampleMeta, Split};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-
-const T: usize = 32;
-const J: usize = 25;
-const HW: usize = 64;
-const P: usize = 256;
-const CLASSES: usize = 30;
-
-/// NTU-25 left/right pairs (0-based), for the flip; the layouts module will own these.
-const NTU25_PAIRS: [(usize, usize); 10] = [
-    (4, 8),
-    (5, 9),
-    (6, 10),
-    (7, 11),
-    (12, 16),
-    (13, 17),
-    (14, 18),
-    (15, 19),
-    (21, 23),
-    (22, 24),
-];
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -42,50 +25,50 @@ fn env(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn random_sample(rng: &mut ChaCha8Rng, i: usize) -> Sample {
-    let mut skeleton = vec![0f32; T * J * 3];
-    for p in skeleton.chunks_exact_mut(3) {
-        p[0] = rng.gen_range(-0.8..0.8);
-        p[1] = rng.gen_range(-1.0..1.0);
-        p[2] = rng.gen_range(2.5..3.5);
-    }
-    let joint_state: Vec<u8> = (0..T * J).map(|_| rng.gen_range(0..3)).collect();
-    let depth: Vec<u16> = (0..T * HW * HW)
-        .map(|_| {
-            let d: u16 = rng.gen_range(0..4500);
-            if d < 500 {
-                0
-            } else {
-                d
+/// Random arrays of the spec's shapes: coordinates about 3 m in front of the camera, depths
+/// 0.5-4.5 m with about 11 % holes, any colour, valid joint states.
+fn random_sample(spec: &DatasetSpec, rng: &mut ChaCha8Rng, i: usize) -> Sample {
+    let mut streams = BTreeMap::new();
+    for s in &spec.streams {
+        let n: usize = s.dims.iter().product();
+        let data = match (s.modality, s.modality.elem()) {
+            (_, Elem::F32) => ArrayData::F32(
+                (0..n / 3)
+                    .flat_map(|_| {
+                        [
+                            rng.gen_range(-0.8..0.8),
+                            rng.gen_range(-1.0..1.0),
+                            rng.gen_range(2.5..3.5),
+                        ]
+                    })
+                    .collect(),
+            ),
+            (Modality::Depth, _) => ArrayData::U16(
+                (0..n)
+                    .map(|_| match rng.gen_range(0..4500u16) {
+                        d if d < 500 => 0,
+                        d => d,
+                    })
+                    .collect(),
+            ),
+            (Modality::JointState, _) => {
+                ArrayData::U8((0..n).map(|_| rng.gen_range(0..3)).collect())
             }
-        })
-        .collect();
-    let mut rgb = vec![0u8; T * 3 * HW * HW];
-    rng.fill_bytes(&mut rgb);
-    let mut points = vec![0f32; T * P * 3];
-    for p in points.chunks_exact_mut(3) {
-        p[0] = rng.gen_range(-1.0..1.0);
-        p[1] = rng.gen_range(-1.0..1.0);
-        p[2] = rng.gen_range(2.0..4.0);
+            _ => {
+                let mut v = vec![0u8; n];
+                rng.fill_bytes(&mut v);
+                ArrayData::U8(v)
+            }
+        };
+        streams.insert(
+            s.modality,
+            Array::new(s.dims.clone(), data).expect("bench shapes"),
+        );
     }
-    let array = |dims: &[usize], data| Array::new(dims.to_vec(), data).expect("bench shapes");
-    let streams = BTreeMap::from([
-        (
-            Modality::Skeleton,
-            array(&[T, 1, J, 3], ArrayData::F32(skeleton)),
-        ),
-        (
-            Modality::JointState,
-            array(&[T, 1, J], ArrayData::U8(joint_state)),
-        ),
-        (Modality::Depth, array(&[T, HW, HW], ArrayData::U16(depth))),
-        (Modality::Rgb, array(&[T, 3, HW, HW], ArrayData::U8(rgb))),
-        (Modality::Points, array(&[T, P, 3], ArrayData::F32(points))),
-    ]);
     Sample {
         meta: SampleMeta {
             name: format!("bench{i:05}"),
-            label: (i % CLASSES) as u16,
+            label: (i % spec.classes.len()) as u16,
             subject: 1 + (i % 20) as u16,
             camera: 1 + (i % 3) as u8,
             setup: 1,
@@ -95,38 +78,12 @@ fn random_sample(rng: &mut ChaCha8Rng, i: usize) -> Sample {
     }
 }
 
-fn write_dataset(dir: &std::path::Path, n: usize) -> Arc<Dataset> {
-    let spec = DatasetSpec {
-        name: "bench-small-shapes".into(),
-        classes: (0..CLASSES).map(|c| format!("class{c}")).collect(),
-        streams: vec![
-            StreamSpec {
-                modality: Modality::Skeleton,
-                dims: vec![T, 1, J, 3],
-            },
-            StreamSpec {
-                modality: Modality::JointState,
-                dims: vec![T, 1, J],
-            },
-            StreamSpec {
-                modality: Modality::Depth,
-                dims: vec![T, HW, HW],
-            },
-            StreamSpec {
-                modality: Modality::Rgb,
-                dims: vec![T, 3, HW, HW],
-            },
-            StreamSpec {
-                modality: Modality::Points,
-                dims: vec![T, P, 3],
-            },
-        ],
-    };
+fn write_dataset(dir: &std::path::Path, spec: &DatasetSpec, n: usize) -> Arc<Dataset> {
     let path = dir.join("data");
-    let mut w = DatasetWriter::create(&path, &spec).expect("create dataset");
+    let mut w = DatasetWriter::create(&path, spec).expect("create dataset");
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     for i in 0..n {
-        w.append(&random_sample(&mut rng, i)).expect("append");
+        w.append(&random_sample(spec, &mut rng, i)).expect("append");
     }
     let split = Split {
         name: "all".into(),
@@ -142,10 +99,7 @@ fn config(modalities: &[Modality], threads: usize) -> LoaderConfig {
     cfg.views = 2;
     cfg.threads = threads;
     cfg.seed = 7;
-    cfg.augment = Some(Augmentations {
-        flip_pairs: BTreeMap::from([(Modality::Skeleton, NTU25_PAIRS.to_vec())]),
-        ..Augmentations::default()
-    });
+    cfg.augment = Some(Augmentations::default());
     cfg
 }
 
@@ -205,15 +159,18 @@ fn kernel_costs(ds: &Dataset) {
     let sk = ds.record(0, Modality::Skeleton).unwrap();
     let sk_src = sk.as_f32().unwrap();
     let sdims = SkeletonDims::from_dims(sk.dims).unwrap();
+    let t = sdims.frames;
     let mut out = vec![0f32; sk_src.len()];
     let us = min_us(|| {
-        let p = aug.skeleton.sample(&mut rng, T);
+        let p = aug.skeleton.sample(&mut rng, t);
+        let centre = Some([0.0, 0.0, 3.0]);
+        let pairs = KINECT25.mirror_pairs;
         skeleton_view(
             sk_src,
             sdims,
-            Some([0.0, 0.0, 3.0]),
+            centre,
             &p,
-            &NTU25_PAIRS,
+            pairs,
             &mut rng,
             &mut out,
             &mut scratch,
@@ -221,21 +178,22 @@ fn kernel_costs(ds: &Dataset) {
         .unwrap();
     });
     println!("| skeleton | {us:.1} |");
-    let idims = |c| ImageDims {
-        frames: T,
-        channels: c,
-        height: HW,
-        width: HW,
-    };
     let depth = ds.record(0, Modality::Depth).unwrap();
-    let mut out = vec![0f32; T * HW * HW];
+    let (h, w) = (depth.dims[1], depth.dims[2]);
+    let idims = |channels| ImageDims {
+        frames: t,
+        channels,
+        height: h,
+        width: w,
+    };
+    let mut out = vec![0f32; t * h * w];
     let us = min_us(|| {
-        let p = aug.rgbd.sample(&mut rng, T, HW, HW);
+        let p = aug.rgbd.sample(&mut rng, t, h, w);
         depth_view(
             depth.as_u16().unwrap(),
             idims(1),
             &p,
-            (HW, HW),
+            (h, w),
             &mut out,
             &mut scratch,
         )
@@ -245,7 +203,7 @@ fn kernel_costs(ds: &Dataset) {
     let us = min_us(|| depth_noise(&mut out, 0.01, &mut rng));
     println!("| depth noise | {us:.1} |");
     let rgb = ds.record(0, Modality::Rgb).unwrap();
-    let mut out = vec![0f32; T * 3 * HW * HW];
+    let mut out = vec![0f32; t * 3 * h * w];
     let jitter = JitterParams {
         brightness: 1.2,
         contrast: 0.8,
@@ -256,27 +214,20 @@ fn kernel_costs(ds: &Dataset) {
         ("rgb + colour jitter", Some(&jitter)),
     ] {
         let us = min_us(|| {
-            let p = aug.rgbd.sample(&mut rng, T, HW, HW);
-            rgb_view(
-                rgb.as_u8().unwrap(),
-                idims(3),
-                &p,
-                j,
-                (HW, HW),
-                &mut out,
-                &mut scratch,
-            )
-            .unwrap();
+            let p = aug.rgbd.sample(&mut rng, t, h, w);
+            let src = rgb.as_u8().unwrap();
+            rgb_view(src, idims(3), &p, j, (h, w), &mut out, &mut scratch).unwrap();
         });
         println!("| {name} | {us:.1} |");
     }
     let pts = ds.record(0, Modality::Points).unwrap();
-    let mut out = vec![0f32; T * P * 3];
+    let points = pts.dims[1];
+    let mut out = vec![0f32; pts.numel()];
     let us = min_us(|| {
         let p = aug.points.sample(&mut rng);
         points_view(
             pts.as_f32().unwrap(),
-            P,
+            points,
             &p,
             &mut rng,
             &mut out,
@@ -292,32 +243,33 @@ fn fmt_rate(r: Option<f64>) -> String {
 }
 
 fn main() {
-    let n = env("LOADER_BENCH_SAMPLES", 2000);
+    let preset = SynthConfig::preset("small").expect("the small preset");
+    let spec = preset.spec();
+    let n = env("LOADER_BENCH_SAMPLES", preset.num_samples());
     let epochs = env("LOADER_BENCH_EPOCHS", 2);
     let only = std::env::var("LOADER_BENCH_ONLY").ok();
     let dir = tempfile::tempdir().expect("temporary directory");
     let start = Instant::now();
-    let ds = write_dataset(dir.path(), n);
+    let ds = write_dataset(dir.path(), &spec, n);
+    let shapes: Vec<String> = spec
+        .streams
+        .iter()
+        .map(|s| format!("{} {:?} {}", s.modality, s.dims, s.modality.elem().name()))
+        .collect();
     println!(
-        "dataset: {n} samples, skeleton ({T}, 1, {J}, 3), joint_state ({T}, 1, {J}), depth ({T}, {HW}, {HW}) u16, \
-         rgb ({T}, 3, {HW}, {HW}) u8, points ({T}, {P}, 3); written in {:.1} s",
+        "dataset: {n} samples of random arrays shaped as the small preset: {}; written in {:.1} s",
+        shapes.join(", "),
         start.elapsed().as_secs_f64()
     );
     println!("batch 32, two views per sample, every augmentation at its default");
-    let all = [
-        Modality::Skeleton,
-        Modality::JointState,
-        Modality::Depth,
-        Modality::Rgb,
-        Modality::Points,
-    ];
+    let all = Modality::ALL;
     if only.as_deref() == Some("kernels") {
         println!("| one view of | us (fastest round) |\n|---|---:|");
         kernel_costs(&ds);
         return;
     }
     if let Some(name) = only {
-        // For profiling one part: `all`, `plain`, or a modality name, on the calling thread.
+        // One part on the calling thread: `all`, `plain`, or a modality name.
         let mut cfg = match Modality::from_name(&name) {
             Some(m) => config(&[m], 0),
             None => config(&all, 0),
@@ -340,12 +292,12 @@ fn main() {
         println!("| {threads} | {wall:.0} | {} |", fmt_rate(cpu));
     }
     println!(
-        "\nper modality, built on the calling thread (threads = 0):\n\
+        "\nper modality, built on the calling thread (threads = 0), one epoch:\n\
          | modality | samples/s | us per sample (CPU) |\n|---|---:|---:|"
     );
     let row = |name: &str, cfg: LoaderConfig| {
         let (wall, cpu) = measure(&ds, cfg, 1);
-        let us = cpu.map_or("n/a".into(), |c| format!("{:.1}", 1e6 / c));
+        let us = cpu.map_or("n/a".into(), |c| format!("{:.0}", 1e6 / c));
         println!("| {name} | {wall:.0} | {us} |");
     };
     for m in all {
@@ -355,4 +307,8 @@ fn main() {
     let mut plain = config(&all, 0);
     plain.augment = None;
     row("all, no augmentation", plain);
+    println!(
+        "\none view of sample 0, single thread:\n| part | us (fastest of 15 rounds) |\n|---|---:|"
+    );
+    kernel_costs(&ds);
 }

@@ -1,23 +1,10 @@
 //! Augmentations: each transform's defining property, on random (never all-zero) inputs.
 
 use models::data::augment::*;
+use models::data::layouts::KINECT25;
 use models::data::DataError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// The NTU-25 left/right joint pairs (0-based); the layouts module owns the real list.
-const NTU25_PAIRS: [(usize, usize); 10] = [
-    (4, 8),
-    (5, 9),
-    (6, 10),
-    (7, 11),
-    (12, 16),
-    (13, 17),
-    (14, 18),
-    (15, 19),
-    (21, 23),
-    (22, 24),
-];
 
 fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
@@ -81,7 +68,7 @@ fn shear_keeps_the_centre_at_the_origin() {
             dims,
             Some(centre),
             &p,
-            &NTU25_PAIRS,
+            KINECT25.mirror_pairs,
             &mut r,
             &mut out,
             &mut scratch,
@@ -135,10 +122,10 @@ fn flip_swaps_left_and_right_and_twice_is_the_identity() {
     let mut r = rng(4);
     let src = skeleton(&mut r, 3, 2);
     let mut once = src.clone();
-    flip_skeleton(&mut once, 25, &NTU25_PAIRS).unwrap();
+    flip_skeleton(&mut once, 25, KINECT25.mirror_pairs).unwrap();
     for row in 0..6 {
         let o = row * 75;
-        for &(l, rr) in &NTU25_PAIRS {
+        for &(l, rr) in KINECT25.mirror_pairs {
             for (a, b) in [(l, rr), (rr, l)] {
                 assert_eq!(once[o + 3 * a], -src[o + 3 * b]);
                 assert_eq!(once[o + 3 * a + 1], src[o + 3 * b + 1]);
@@ -152,14 +139,14 @@ fn flip_swaps_left_and_right_and_twice_is_the_identity() {
         }
     }
     let mut twice = once.clone();
-    flip_skeleton(&mut twice, 25, &NTU25_PAIRS).unwrap();
+    flip_skeleton(&mut twice, 25, KINECT25.mirror_pairs).unwrap();
     assert_eq!(twice, src);
 }
 
 #[test]
 fn flip_refuses_pairs_beyond_the_joints() {
     let mut data = vec![1.0; 2 * 17 * 3];
-    let err = flip_skeleton(&mut data, 17, &NTU25_PAIRS).unwrap_err();
+    let err = flip_skeleton(&mut data, 17, KINECT25.mirror_pairs).unwrap_err();
     assert!(matches!(err, DataError::Invalid(_)), "{err}");
 }
 
@@ -244,7 +231,7 @@ fn joint_state_view_follows_its_skeleton() {
         ..SkeletonParams::identity(frames)
     };
     let mut out = vec![0.0; states.len()];
-    joint_state_view(&states, frames, joints, &p, &NTU25_PAIRS, &mut out).unwrap();
+    joint_state_view(&states, frames, joints, &p, KINECT25.mirror_pairs, &mut out).unwrap();
     let dims = SkeletonDims {
         frames,
         bodies: 1,
@@ -256,7 +243,7 @@ fn joint_state_view_follows_its_skeleton() {
         dims,
         None,
         &p,
-        &NTU25_PAIRS,
+        KINECT25.mirror_pairs,
         &mut rng(0),
         &mut sk_out,
         &mut Scratch::default(),

@@ -20,19 +20,6 @@ const P: usize = 20;
 const CLASSES: usize = 5;
 const N: usize = 37;
 
-const NTU25_PAIRS: [(usize, usize); 10] = [
-    (4, 8),
-    (5, 9),
-    (6, 10),
-    (7, 11),
-    (12, 16),
-    (13, 17),
-    (14, 18),
-    (15, 19),
-    (21, 23),
-    (22, 24),
-];
-
 const ALL: [Modality; 5] = [
     Modality::Skeleton,
     Modality::JointState,
@@ -131,10 +118,8 @@ fn full_config(threads: usize) -> LoaderConfig {
     cfg.threads = threads;
     cfg.seed = 11;
     cfg.views = 2;
-    cfg.augment = Some(Augmentations {
-        flip_pairs: BTreeMap::from([(Modality::Skeleton, NTU25_PAIRS.to_vec())]),
-        ..Augmentations::default()
-    });
+    // The flip swaps the pairs of the skeleton's layout (layouts::KINECT25).
+    cfg.augment = Some(Augmentations::default());
     cfg.degrade = Some(Degradations {
         modality_drop: Some(ModalityDrop::Random {
             p: 0.3,
@@ -470,13 +455,17 @@ fn bad_configurations_are_errors() {
     assert!(bad(&|c| c.batch_size = 0));
     assert!(bad(&|c| c.views = 3));
     assert!(bad(&|c| c.image_size = Some((0, 4))));
-    // The flip needs the joint pairs.
-    assert!(bad(&|c| c.augment = Some(Augmentations::default())));
-    assert!(!bad(&|c| {
+    // Flip pairs must name joints the stream has (unless there is no flip).
+    let wrong_pairs = |flip_p: f32| {
         let mut a = Augmentations::default();
-        a.skeleton.flip_p = 0.0;
-        c.augment = Some(a);
-    }));
+        a.flip_pairs
+            .insert(Modality::Skeleton, vec![(4, 8), (30, 2)]);
+        a.skeleton.flip_p = flip_p;
+        a
+    };
+    assert!(!bad(&|c| c.augment = Some(Augmentations::default())));
+    assert!(bad(&|c| c.augment = Some(wrong_pairs(0.5))));
+    assert!(!bad(&|c| c.augment = Some(wrong_pairs(0.0))));
     assert!(bad(&|c| {
         c.degrade = Some(Degradations {
             point_sparsity: Some(2.0),

@@ -34,6 +34,7 @@ use super::augment::{
 };
 use super::degrade::{Degradations, Report, StreamMut};
 use super::format::{stream_file_name, Dataset};
+use super::layouts::SkeletonLayout;
 use super::rng::{sample_rng, shuffle_rng, Purpose};
 use super::{DataError, DataResult, Modality, SampleMeta};
 use engine::{buffer_cache, Device, Tensor};
@@ -51,9 +52,9 @@ pub struct Augmentations {
     pub skeleton: SkeletonAug,
     pub rgbd: RgbdAug,
     pub points: PointsAug,
-    /// The (left, right) joint pairs of each skeleton convention loaded, for the flip (from
-    /// the layouts module). Joint states use the 25-joint skeleton's pairs. A skeleton stream
-    /// without pairs is an error unless `skeleton.flip_p` is 0.
+    /// The (left, right) joint pairs the flip swaps, per skeleton stream, where they differ
+    /// from its layout's (`layouts::SkeletonLayout::of`, which is used otherwise). Joint states
+    /// use the 25-joint skeleton's pairs.
     pub flip_pairs: BTreeMap<Modality, Vec<(usize, usize)>>,
 }
 
@@ -233,23 +234,20 @@ impl Loader {
                     }
                     _ => continue,
                 };
-                match a.flip_pairs.get(&owner) {
-                    Some(pairs) => {
-                        if let Some(&(l, r)) =
-                            pairs.iter().find(|&&(l, r)| l >= joints || r >= joints)
-                        {
-                            return bad(format!(
-                                "{owner} flip pair ({l}, {r}) is beyond the {joints} joints"
-                            ));
-                        }
-                    }
-                    None if a.skeleton.flip_p > 0.0 => {
-                        return bad(format!(
-                            "the skeleton flip needs the left/right joint pairs of {owner}: \
-                             set augment.flip_pairs, or skeleton.flip_p = 0"
-                        ));
-                    }
-                    None => {}
+                if a.skeleton.flip_p == 0.0 {
+                    continue;
+                }
+                let Some(pairs) = flip_pairs(a, owner) else {
+                    return bad(format!(
+                        "the skeleton flip needs the left/right joint pairs of {owner}: \
+                         set augment.flip_pairs, or skeleton.flip_p = 0"
+                    ));
+                };
+                if let Some(&(l, r)) = pairs.iter().find(|&&(l, r)| l >= joints || r >= joints) {
+                    return bad(format!(
+                        "{owner} flip pair ({l}, {r}) is beyond the {joints} joints (a \
+                         dataset of another joint layout needs augment.flip_pairs)"
+                    ));
                 }
             }
         }
@@ -649,6 +647,14 @@ fn wrong_elem(sh: &Shared, i: u32, m: Modality) -> DataError {
     }
 }
 
+/// The flip pairs of skeleton stream `owner`: the configured ones, else its layout's.
+fn flip_pairs(a: &Augmentations, owner: Modality) -> Option<&[(usize, usize)]> {
+    match a.flip_pairs.get(&owner) {
+        Some(p) => Some(p),
+        None => SkeletonLayout::of(owner).map(|l| l.mirror_pairs),
+    }
+}
+
 /// The random stream of a skeleton convention's geometry and noise.
 fn skeleton_purpose(m: Modality) -> Purpose {
     match m {
@@ -672,11 +678,7 @@ fn fill_stream(
     let record = sh.dataset.record(i as usize, m)?;
     let aug = sh.cfg.augment.as_ref();
     let rng = |purpose| sample_rng(sh.cfg.seed, epoch, u64::from(i), view, purpose);
-    let no_pairs: &[(usize, usize)] = &[];
-    let pairs = |owner: Modality| {
-        aug.and_then(|a| a.flip_pairs.get(&owner))
-            .map_or(no_pairs, |v| v.as_slice())
-    };
+    let pairs = |owner: Modality| aug.and_then(|a| flip_pairs(a, owner)).unwrap_or(&[]);
     match m {
         Modality::Skeleton | Modality::Skeleton17 | Modality::Skeleton15 => {
             let src = finite_f32(sh, i, m, &record)?;
