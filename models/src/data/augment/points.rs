@@ -5,9 +5,8 @@ use super::{
     check_len, check_nonneg, check_range, is_missing, mat_mul, transform_points, uniform, Mat3,
     Scratch, NOISE_BLOCK,
 };
-use crate::data::rng::fill_normal;
+use crate::data::rng::{fill_normal, index_below};
 use crate::data::{DataError, DataResult};
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 /// Point-cloud augmentations, in this order: point dropout, rotation about the vertical axis
@@ -166,13 +165,13 @@ pub fn drop_points(
         // A partial Fisher-Yates shuffle from the end: idx[keep..] is a uniform random subset
         // of `drop` slots, idx[..keep] the rest (`drop` draws rather than `points`).
         for i in (keep..points).rev() {
-            let j = rng.gen_range(0..=i);
+            let j = index_below(rng, i + 1);
             idx.swap(i, j);
         }
         // Kept slots are left untouched, so dropped ones can copy from them in place.
         for k in 0..drop {
             let d = idx[keep + k];
-            let s = idx[rng.gen_range(0..keep)];
+            let s = idx[index_below(rng, keep)];
             frame.copy_within(s * 3..s * 3 + 3, d * 3);
         }
     }
