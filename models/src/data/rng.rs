@@ -5,7 +5,7 @@
 //! augmentations therefore depend on nothing but those numbers: not on the thread that builds
 //! it, the batch it lands in, or what was drawn for other samples.
 
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::OnceLock;
 
@@ -79,15 +79,6 @@ pub fn shuffle_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
 pub fn index_below(rng: &mut ChaCha8Rng, n: usize) -> usize {
     debug_assert!(n >= 1 && n <= u32::MAX as usize);
     ((u64::from(rng.next_u32()) * n as u64) >> 32) as usize
-}
-
-/// One N(0, 1) draw (Box-Muller in f64, one value per pair of uniforms: simple, exact, and
-/// fast enough for the few thousand draws of a skeleton).
-pub fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
-    // 1 - u is in (0, 1], so the logarithm is finite.
-    let u1 = 1.0 - rng.gen::<f64>();
-    let u2 = rng.gen::<f64>();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
 /// Fills `out` with standard normal draws, fast enough for bulk noise (hundreds of thousands of
@@ -258,18 +249,5 @@ mod tests {
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "var {var}");
         assert!((inverse_normal_cdf(0.975) - 1.959964).abs() < 1e-5);
-
-        let (mut s, mut s2) = (0f64, 0f64);
-        for _ in 0..n {
-            let z = f64::from(standard_normal(&mut rng));
-            s += z;
-            s2 += z * z;
-        }
-        let mean = s / n as f64;
-        let var = s2 / n as f64 - mean * mean;
-        assert!(
-            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
-            "{mean} {var}"
-        );
     }
 }

@@ -97,8 +97,9 @@ fn check_len(what: &str, got: usize, want: usize) -> DataResult<()> {
     }
 }
 
-/// Values drawn per block of bulk noise: small enough to stay in L1.
-const NOISE_BLOCK: usize = 1024;
+/// Values drawn per block of bulk noise: small enough to stay in L1, and a multiple of 3 so a
+/// block of xyz points never splits a point.
+const NOISE_BLOCK: usize = 3 * 340;
 
 /// `p <- M (p - from) + to` for every present point (xyz triples) of `data`; missing ones stay
 /// zero. With `from` and `to` zero this is the plain linear map, which keeps the origin in
