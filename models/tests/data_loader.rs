@@ -3,7 +3,7 @@
 
 use models::data::degrade::{Degradations, DepthHoles, MaskKind, ModalityDrop, SkeletonMask};
 use models::data::format::{stream_file_name, Dataset, DatasetWriter, Verify};
-use models::data::loader::{Augmentations, Batch, Loader, LoaderConfig};
+use models::data::loader::{Augmentations, Batch, Loader, LoaderConfig, Part};
 use models::data::{
     Array, ArrayData, DatasetSpec, Modality, Sample, SampleMeta, Split, StreamSpec,
 };
@@ -190,6 +190,27 @@ fn every_sample_appears_once_per_epoch() {
             }
         }
     }
+}
+
+#[test]
+fn loaders_from_a_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    let cfg = LoaderConfig::new(&[Modality::Points], 4);
+    for (part, want) in [
+        (Part::Train, ds.split("main").unwrap().train.clone()),
+        (Part::Test, ds.split("main").unwrap().test.clone()),
+    ] {
+        let loader = Loader::from_split(ds.clone(), "main", part, cfg.clone()).unwrap();
+        assert_eq!(loader.indices(), want.as_slice());
+        let mut got: Vec<u32> = loader.epoch(0).flat_map(|b| b.unwrap().samples).collect();
+        got.sort();
+        let mut want = want;
+        want.sort();
+        assert_eq!(got, want);
+    }
+    let err = Loader::from_split(ds, "nope", Part::Train, cfg).unwrap_err();
+    assert!(err.to_string().contains("main"), "{err}");
 }
 
 #[test]

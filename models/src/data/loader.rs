@@ -168,6 +168,13 @@ struct Shared {
     mask: Option<(usize, SkeletonDims)>,
 }
 
+/// Which half of a split a loader draws from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    Train,
+    Test,
+}
+
 /// Batches of a dataset's samples; `epoch(e)` iterates over one epoch.
 #[derive(Clone, Debug)]
 pub struct Loader {
@@ -270,6 +277,27 @@ impl Loader {
                 cfg,
             }),
         })
+    }
+
+    /// A loader over the train or test samples of the dataset's split called `split`.
+    pub fn from_split(
+        dataset: Arc<Dataset>,
+        split: &str,
+        part: Part,
+        cfg: LoaderConfig,
+    ) -> DataResult<Loader> {
+        let s = dataset.split(split).ok_or_else(|| {
+            let names: Vec<&str> = dataset.splits().iter().map(|s| s.name.as_str()).collect();
+            DataError::Invalid(format!(
+                "dataset {} has no split {split:?} (it has {names:?})",
+                dataset.dir().display()
+            ))
+        })?;
+        let indices = match part {
+            Part::Train => s.train.clone(),
+            Part::Test => s.test.clone(),
+        };
+        Loader::new(dataset, &indices, cfg)
     }
 
     pub fn config(&self) -> &LoaderConfig {
