@@ -4,6 +4,7 @@
 use models::data::degrade::{Degradations, DepthHoles, MaskKind, ModalityDrop, SkeletonMask};
 use models::data::format::{stream_file_name, Dataset, DatasetWriter, Verify};
 use models::data::loader::{Augmentations, Batch, Loader, LoaderConfig, Part};
+use models::data::synthetic::{write_dataset, SynthConfig};
 use models::data::{
     Array, ArrayData, DatasetSpec, Modality, Sample, SampleMeta, Split, StreamSpec,
 };
@@ -454,6 +455,41 @@ fn a_corrupt_record_is_an_error_at_its_batch() {
             "{err}"
         );
     }
+}
+
+/// The loader on what the generator really writes (lost joints, holes, background): every
+/// modality, two augmented views, degradations, two threads.
+#[test]
+fn a_synthetic_tiny_dataset_loads_with_everything_on() {
+    let cfg = SynthConfig::preset("tiny").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny");
+    write_dataset(&cfg, &out, false, |_, _| {}).unwrap();
+    let ds = Arc::new(Dataset::open(&out, Verify::Checksums).unwrap());
+    let mut lc = full_config(2);
+    lc.modalities = Modality::ALL.to_vec();
+    lc.batch_size = 16;
+    let loader = Loader::from_split(ds.clone(), "xsub", Part::Train, lc).unwrap();
+    let mut seen = 0;
+    for b in loader.epoch(0) {
+        let b = b.unwrap();
+        seen += b.len();
+        for v in &b.views {
+            for (m, t) in &v.streams {
+                let mut want = vec![b.len()];
+                want.extend_from_slice(loader.sample_dims(*m).unwrap());
+                assert_eq!(t.dims(), want.as_slice(), "{m}");
+                let x = values(t);
+                assert!(x.iter().all(|v| v.is_finite()), "{m}");
+                match m {
+                    Modality::Rgb => assert!(x.iter().all(|v| (0.0..=1.0).contains(v))),
+                    Modality::Depth => assert!(x.iter().all(|&v| v >= 0.0)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(seen, ds.split("xsub").unwrap().train.len());
 }
 
 #[test]
