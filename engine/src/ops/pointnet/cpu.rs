@@ -24,8 +24,9 @@ pub fn dist2<T: Float>(p: &[T], c: &[T]) -> T {
 pub fn fps_start(seed: Option<u64>, b: usize, n: usize) -> usize {
     match seed {
         None => 0,
-        Some(s) => ((super::super::dropout::dropout_uniform(s, b as u64) * n as f64) as usize)
-            .min(n - 1),
+        Some(s) => {
+            ((super::super::dropout::dropout_uniform(s, b as u64) * n as f64) as usize).min(n - 1)
+        }
     }
 }
 

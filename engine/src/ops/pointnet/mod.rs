@@ -278,9 +278,9 @@ pub fn group_points_grad(grad: &Tensor, indices: &Tensor, n: usize) -> Result<Te
     let storage = match &*grad.storage() {
         Storage::Cpu(cs) => {
             let idx = host_indices(OP, indices, n)?;
-            Storage::Cpu(with_float!(OP, cs, |v| CpuStorage::from(
-                cpu::group_grad(v, &idx, g)
-            ))?)
+            Storage::Cpu(with_float!(OP, cs, |v| CpuStorage::from(cpu::group_grad(
+                v, &idx, g
+            )))?)
         }
         #[cfg(feature = "cuda")]
         Storage::Cuda(cs) => {
@@ -357,11 +357,9 @@ fn max_pool_grad(g: &Tensor, arg: &Tensor, s: usize) -> Result<Tensor> {
             ))?)
         }
         #[cfg(feature = "cuda")]
-        Storage::Cuda(cs) => Storage::Cuda(cuda::max_pool_grad(
-            cs,
-            cuda_of(OP, &arg.storage())?,
-            s,
-        )?),
+        Storage::Cuda(cs) => {
+            Storage::Cuda(cuda::max_pool_grad(cs, cuda_of(OP, &arg.storage())?, s)?)
+        }
     };
     Ok(Tensor::from_op_no_grad(storage, dims))
 }
