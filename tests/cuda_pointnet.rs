@@ -45,7 +45,7 @@ fn fps_indices_match_the_cpu_exactly() {
                     check_agrees(
                         &format!("fps n {n} m {m} {seed:?}"),
                         device,
-                        &[pts.clone()],
+                        std::slice::from_ref(&pts),
                         |t| farthest_point_sample(&t[0], m, seed),
                     );
                     check_agrees(
@@ -142,12 +142,15 @@ fn neighbour_max_pool_forward_and_backward_agree() {
         ] {
             let x = randn(&[b, c, m, s], 700 + s as u64);
             let name = format!("max_pool {b}x{c}x{m}x{s}");
-            check_agrees(&name, device, &[x.clone()], |t| {
+            check_agrees(&name, device, std::slice::from_ref(&x), |t| {
                 Ok(neighbour_max_pool(&t[0])?.0)
             });
-            check_agrees(&format!("{name} argmax"), device, &[x.clone()], |t| {
-                Ok(neighbour_max_pool(&t[0])?.1)
-            });
+            check_agrees(
+                &format!("{name} argmax"),
+                device,
+                std::slice::from_ref(&x),
+                |t| Ok(neighbour_max_pool(&t[0])?.1),
+            );
             check_agrees(&format!("{name} f64"), device, &[f64s(x)], |t| {
                 Ok(neighbour_max_pool(&t[0])?.0)
             });

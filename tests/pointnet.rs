@@ -306,13 +306,17 @@ fn group_points_values_and_gradients() {
             }
         }
     }
-    gradcheck("group_points", |t| group_points(&t[0], &ix), &[f.clone()]);
+    gradcheck(
+        "group_points",
+        |t| group_points(&t[0], &ix),
+        std::slice::from_ref(&f),
+    );
     // The backward op and its own backward (the grouping).
     let g = rand64(&[b, c, m, s], 3);
     gradcheck(
         "group_points_grad",
         |t| group_points_grad(&t[0], &ix, n),
-        &[g.clone()],
+        std::slice::from_ref(&g),
     );
     // Its values: a naive scatter-add.
     let gv = values(&g);

@@ -283,7 +283,7 @@ mod tests {
             1usize, 31, 33, 512, 513, 1023, 2048, 4097, 16384, 16385, 100_000,
         ] {
             let (t, per) = fps_geometry(n);
-            assert!(t % 32 == 0 && t <= FPS_THREADS && t >= 32, "n {n}");
+            assert!(t % 32 == 0 && (32..=FPS_THREADS).contains(&t), "n {n}");
             if per > 0 {
                 assert!(t * per >= n && per <= FPS_MAX_PER, "n {n}");
             } else {
