@@ -8,6 +8,7 @@ pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod pointnet;
 pub mod reduce;
 pub mod softmax;
 
