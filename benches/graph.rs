@@ -56,6 +56,7 @@ fn floor((bytes, flops): (f64, f64)) -> f64 {
     (bytes / HBM).max(flops / FP32)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     device: Device,
     n: usize,
