@@ -42,6 +42,7 @@ pub const ALL: &[KernelSource] = &[
     family!("optim"),
     family!("matmul"),
     family!("pointnet"),
+    family!("graph"),
 ];
 
 /// The family called `family`, if there is one.

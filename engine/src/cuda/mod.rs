@@ -87,6 +87,7 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         ("matmul", ops::matmul::cuda::KERNELS),
         ("optim", crate::optim::cuda::KERNELS),
         ("pointnet", ops::pointnet::cuda::KERNELS),
+        ("graph", ops::graph::cuda::KERNELS),
     ];
     let mut all = Vec::new();
     for &(family, names) in lists {

@@ -3,6 +3,7 @@
 
 pub mod dropout;
 pub mod elementwise;
+pub mod graph;
 pub mod index;
 pub mod layout;
 pub mod loss;
