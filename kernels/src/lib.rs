@@ -41,6 +41,7 @@ pub const ALL: &[KernelSource] = &[
     family!("random"),
     family!("optim"),
     family!("matmul"),
+    family!("conv3d"),
 ];
 
 /// The family called `family`, if there is one.

@@ -86,6 +86,7 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         // The products go through cuBLAS; matmul.cu holds the helpers around them (linear's bias).
         ("matmul", ops::matmul::cuda::KERNELS),
         ("optim", crate::optim::cuda::KERNELS),
+        ("conv3d", ops::conv::cuda::KERNELS),
     ];
     let mut all = Vec::new();
     for &(family, names) in lists {
