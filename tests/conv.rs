@@ -131,7 +131,10 @@ fn distinct(dims: &[usize], seed: u64) -> Tensor {
 
 /// (input dims, weight dims, stride, padding): channels 1, 3, 5; spatial 1, 7, 9; kernels
 /// (1,3,3), (3,1,1), (9,1,1), (2,3,1), (1,1,1); strides 1 and 2; padding 0 and 1.
-fn conv_cases() -> Vec<([usize; 5], [usize; 5], [usize; 3], [usize; 3])> {
+/// (input dims, weight dims, stride, padding).
+type Case = ([usize; 5], [usize; 5], [usize; 3], [usize; 3]);
+
+fn conv_cases() -> Vec<Case> {
     vec![
         ([2, 3, 3, 7, 7], [5, 3, 1, 3, 3], [1, 1, 1], [0, 1, 1]),
         ([1, 5, 7, 3, 3], [3, 5, 3, 1, 1], [1, 1, 1], [1, 0, 0]),
@@ -314,7 +317,7 @@ fn pooling_gradients() {
         gradcheck(
             &format!("max_pool3d case {t}"),
             |v| v[0].max_pool3d(p),
-            &[x.clone()],
+            std::slice::from_ref(&x),
         );
         gradcheck(
             &format!("avg_pool3d case {t}"),

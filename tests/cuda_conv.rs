@@ -188,7 +188,7 @@ fn pooling_forward_and_backward() {
             check_agrees(
                 &format!("max_pool3d f64 {xd:?}"),
                 device,
-                &[x64.clone()],
+                std::slice::from_ref(&x64),
                 |v| v[0].max_pool3d(p),
             );
             check_agrees(&format!("avg_pool3d f64 {xd:?}"), device, &[x64], |v| {
