@@ -43,6 +43,7 @@ pub const ALL: &[KernelSource] = &[
     family!("matmul"),
     family!("pointnet"),
     family!("graph"),
+    family!("conv3d"),
 ];
 
 /// The family called `family`, if there is one.

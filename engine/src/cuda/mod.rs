@@ -88,6 +88,7 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         ("optim", crate::optim::cuda::KERNELS),
         ("pointnet", ops::pointnet::cuda::KERNELS),
         ("graph", ops::graph::cuda::KERNELS),
+        ("conv3d", ops::conv::cuda::KERNELS),
     ];
     let mut all = Vec::new();
     for &(family, names) in lists {
