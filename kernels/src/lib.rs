@@ -41,6 +41,8 @@ pub const ALL: &[KernelSource] = &[
     family!("random"),
     family!("optim"),
     family!("matmul"),
+    family!("infonce"),
+    family!("barlow"),
 ];
 
 /// The family called `family`, if there is one.

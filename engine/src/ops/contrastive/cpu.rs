@@ -92,7 +92,9 @@ fn lane_stats<T: Float>(lane: &Lane<T>, kind: &Kind) -> (f64, [f64; STATS]) {
         _ => {
             // Cross-entropy against the target distribution q (one-hot unless soft):
             // loss = qsum * logsumexp(x) - sum_k q_k x_k.
-            let m = (0..len).map(|k| lane.x(k)).fold(f64::NEG_INFINITY, f64::max);
+            let m = (0..len)
+                .map(|k| lane.x(k))
+                .fold(f64::NEG_INFINITY, f64::max);
             let (mut s, mut qsum, mut qdot) = (0.0, 0.0, 0.0);
             for k in 0..len {
                 let x = lane.x(k);

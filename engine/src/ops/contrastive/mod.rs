@@ -131,7 +131,10 @@ fn cpu_scalar(v: f64, dtype: DType) -> Result<Storage> {
 
 fn check_finite(op: &'static str, name: &str, v: f64) -> Result<()> {
     if !v.is_finite() {
-        return Err(Error::invalid(op, format!("{name} must be finite, got {v}")));
+        return Err(Error::invalid(
+            op,
+            format!("{name} must be finite, got {v}"),
+        ));
     }
     Ok(())
 }
@@ -152,7 +155,10 @@ impl Tensor {
         check_float(OP, a)?;
         check_same(OP, a, b)?;
         if !(tau > 0.0 && tau.is_finite()) {
-            return Err(Error::invalid(OP, format!("tau must be positive, got {tau}")));
+            return Err(Error::invalid(
+                OP,
+                format!("tau must be positive, got {tau}"),
+            ));
         }
         if matches!(loss, InfoNce::Queue) {
             return Err(Error::invalid(
@@ -180,9 +186,15 @@ impl Tensor {
         check_same(OP, q, k)?;
         check_same(OP, q, queue)?;
         if !(tau > 0.0 && tau.is_finite()) {
-            return Err(Error::invalid(OP, format!("tau must be positive, got {tau}")));
+            return Err(Error::invalid(
+                OP,
+                format!("tau must be positive, got {tau}"),
+            ));
         }
-        if q.rank() != 2 || k.dims() != q.dims() || queue.rank() != 2 || queue.dims()[1] != q.dims()[1]
+        if q.rank() != 2
+            || k.dims() != q.dims()
+            || queue.rank() != 2
+            || queue.dims()[1] != q.dims()[1]
         {
             return Err(Error::shape(
                 OP,
@@ -250,7 +262,10 @@ impl Tensor {
                     ));
                 }
                 if !(tau > 0.0 && tau.is_finite()) {
-                    return Err(Error::invalid(op, format!("tau must be positive, got {tau}")));
+                    return Err(Error::invalid(
+                        op,
+                        format!("tau must be positive, got {tau}"),
+                    ));
                 }
                 if n < 2 {
                     return Err(Error::shape(
