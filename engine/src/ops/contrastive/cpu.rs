@@ -138,28 +138,23 @@ pub fn infonce_stats<T: Float>(
     kind: &Kind,
     cols: bool,
 ) -> (Vec<f64>, Vec<f64>) {
-    let lanes = if cols { m } else { n };
+    if cols {
+        // Columns are read as the rows of a transposed copy: a strided walk down each column
+        // would miss the cache on every element of a large matrix.
+        let st = transpose(s, n, m);
+        let qt = q.map(|q| transpose(q, n, m));
+        return infonce_stats(&st, qt.as_deref(), m, n, scale, kind, false);
+    }
+    let lanes = n;
     let one = |i: usize| {
-        let lane = if cols {
-            Lane {
-                s,
-                q,
-                start: i,
-                stride: m,
-                len: n,
-                target: i,
-                scale,
-            }
-        } else {
-            Lane {
-                s,
-                q,
-                start: i * m,
-                stride: 1,
-                len: m,
-                target: if matches!(kind, Kind::Queue) { 0 } else { i },
-                scale,
-            }
+        let lane = Lane {
+            s,
+            q,
+            start: i * m,
+            stride: 1,
+            len: m,
+            target: if matches!(kind, Kind::Queue) { 0 } else { i },
+            scale,
         };
         lane_stats(&lane, kind)
     };
@@ -171,6 +166,22 @@ pub fn infonce_stats<T: Float>(
     let loss = out.iter().map(|o| o.0).collect();
     let stats = out.iter().flat_map(|o| o.1).collect();
     (loss, stats)
+}
+
+/// The `m x n` transpose of an `n x m` row-major matrix, in 32 x 32 tiles.
+fn transpose<T: Float>(x: &[T], n: usize, m: usize) -> Vec<T> {
+    const TILE: usize = 32;
+    let mut out = crate::buffer_cache::alloc_zeroed::<T>(n * m);
+    for i0 in (0..n).step_by(TILE) {
+        for j0 in (0..m).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(n) {
+                for j in j0..(j0 + TILE).min(m) {
+                    out[j * n + i] = x[i * m + j];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The gradient of the loss w.r.t. the raw logits `s` (`n x m`): `w_row` times the row lanes'
