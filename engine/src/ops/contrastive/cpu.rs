@@ -42,6 +42,13 @@ impl<T: Float> Lane<'_, T> {
     }
 }
 
+/// `exp(v)` in the kernel precision `T` (the vectorisable `exp_k` for f32, libm for f64), as
+/// the CUDA kernels compute their exponentials; sums stay in f64.
+#[inline(always)]
+fn ex<T: Float>(v: f64) -> f64 {
+    T::of(v).exp_k().f64()
+}
+
 /// The loss term of one lane and its statistics (see `grad_term`).
 fn lane_stats<T: Float>(lane: &Lane<T>, kind: &Kind) -> (f64, [f64; STATS]) {
     let len = lane.len;
@@ -62,8 +69,8 @@ fn lane_stats<T: Float>(lane: &Lane<T>, kind: &Kind) -> (f64, [f64; STATS]) {
             let (mut a, mut b) = (0.0, 0.0);
             for k in (0..len).filter(|&k| k != t) {
                 let d = lane.x(k) - mn;
-                a += ((1.0 + beta) * d).exp();
-                b += (beta * d).exp();
+                a += ex::<T>((1.0 + beta) * d);
+                b += ex::<T>(beta * d);
             }
             let n = (len - 1) as f64;
             let m = xp.max(mn);
@@ -98,7 +105,7 @@ fn lane_stats<T: Float>(lane: &Lane<T>, kind: &Kind) -> (f64, [f64; STATS]) {
             let (mut s, mut qsum, mut qdot) = (0.0, 0.0, 0.0);
             for k in 0..len {
                 let x = lane.x(k);
-                s += (x - m).exp();
+                s += ex::<T>(x - m);
                 let q = lane.q(k);
                 qsum += q;
                 qdot += q * (x - m);
@@ -112,17 +119,17 @@ fn lane_stats<T: Float>(lane: &Lane<T>, kind: &Kind) -> (f64, [f64; STATS]) {
 /// d(lane loss)/d(logit) of element `k` of a lane with statistics `st`, logit `x`, target weight
 /// `q` (1 at the positive for one-hot targets).
 #[inline(always)]
-fn grad_term(kind: &Kind, st: &[f64], x: f64, is_target: bool, q: f64) -> f64 {
+fn grad_term<T: Float>(kind: &Kind, st: &[f64], x: f64, is_target: bool, q: f64) -> f64 {
     match *kind {
         Kind::Hard { beta, .. } => {
             if is_target {
                 st[3]
             } else {
                 let d = x - st[0];
-                st[1] * ((1.0 + beta) * d).exp() + st[2] * (beta * d).exp()
+                st[1] * ex::<T>((1.0 + beta) * d) + st[2] * ex::<T>(beta * d)
             }
         }
-        _ => st[2] * (x - st[0] - st[1]).exp() - q,
+        _ => st[2] * ex::<T>(x - st[0] - st[1]) - q,
     }
 }
 
@@ -211,10 +218,10 @@ pub fn infonce_grad<T: Float>(
                 None => ((if queue { j == 0 } else { j == i }) as u8) as f64,
             };
             let rt = if queue { j == 0 } else { j == i };
-            let mut g = w_row * grad_term(kind, rs, x, rt, qv);
+            let mut g = w_row * grad_term::<T>(kind, rs, x, rt, qv);
             if let Some(cs) = col_stats {
                 let cs = &cs[j * STATS..(j + 1) * STATS];
-                g += w_col * grad_term(kind, cs, x, i == j, qv);
+                g += w_col * grad_term::<T>(kind, cs, x, i == j, qv);
             }
             *o = T::of(g * scale);
         }
