@@ -44,6 +44,8 @@ pub const ALL: &[KernelSource] = &[
     family!("pointnet"),
     family!("graph"),
     family!("conv3d"),
+    family!("infonce"),
+    family!("barlow"),
 ];
 
 /// The family called `family`, if there is one.

@@ -89,6 +89,8 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         ("pointnet", ops::pointnet::cuda::KERNELS),
         ("graph", ops::graph::cuda::KERNELS),
         ("conv3d", ops::conv::cuda::KERNELS),
+        ("infonce", ops::contrastive::cuda::INFONCE_KERNELS),
+        ("barlow", ops::contrastive::cuda::BARLOW_KERNELS),
     ];
     let mut all = Vec::new();
     for &(family, names) in lists {

@@ -1,6 +1,7 @@
 //! Op families. Each folder holds one family: `mod.rs` (API on `Tensor`, shape checks, backward
 //! rules) and `cpu.rs` (reference kernels, generic over f32/f64, parallel where hot).
 
+pub mod contrastive;
 pub mod conv;
 pub mod dropout;
 pub mod elementwise;
