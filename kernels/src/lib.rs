@@ -41,6 +41,11 @@ pub const ALL: &[KernelSource] = &[
     family!("random"),
     family!("optim"),
     family!("matmul"),
+    family!("pointnet"),
+    family!("graph"),
+    family!("conv3d"),
+    family!("infonce"),
+    family!("barlow"),
 ];
 
 /// The family called `family`, if there is one.

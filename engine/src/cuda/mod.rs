@@ -86,6 +86,11 @@ pub fn launched_kernels() -> Vec<(&'static str, String)> {
         // The products go through cuBLAS; matmul.cu holds the helpers around them (linear's bias).
         ("matmul", ops::matmul::cuda::KERNELS),
         ("optim", crate::optim::cuda::KERNELS),
+        ("pointnet", ops::pointnet::cuda::KERNELS),
+        ("graph", ops::graph::cuda::KERNELS),
+        ("conv3d", ops::conv::cuda::KERNELS),
+        ("infonce", ops::contrastive::cuda::INFONCE_KERNELS),
+        ("barlow", ops::contrastive::cuda::BARLOW_KERNELS),
     ];
     let mut all = Vec::new();
     for &(family, names) in lists {

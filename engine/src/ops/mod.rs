@@ -1,13 +1,17 @@
 //! Op families. Each folder holds one family: `mod.rs` (API on `Tensor`, shape checks, backward
 //! rules) and `cpu.rs` (reference kernels, generic over f32/f64, parallel where hot).
 
+pub mod contrastive;
+pub mod conv;
 pub mod dropout;
 pub mod elementwise;
+pub mod graph;
 pub mod index;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
 pub mod norm;
+pub mod pointnet;
 pub mod reduce;
 pub mod softmax;
 
