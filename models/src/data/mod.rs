@@ -3,16 +3,22 @@
 //! (skeleton, depth, RGB, point cloud, ...), all from the same motion and camera.
 //!
 //! Parts: `synthetic` makes the default dataset, `format` stores datasets on disk (memory-mapped,
-//! fixed-size records), `ntu` imports NTU RGB+D; the loader, augmentations and degradations
-//! follow.
+//! fixed-size records), `ntu` imports NTU RGB+D; `loader` batches a dataset into tensors on
+//! background threads, with `augment` (the two views of each sample) and `degrade` (simulated
+//! sensor failure), every random choice drawn from `rng`'s per-sample seeded streams.
 
+pub mod augment;
 pub mod camera;
+pub mod degrade;
 mod error;
 pub mod format;
 pub mod geom;
 pub mod layouts;
+pub mod loader;
 pub mod ntu;
 pub mod preview;
+pub mod resample;
+pub mod rng;
 pub mod synthetic;
 
 pub use error::{DataError, DataResult};
