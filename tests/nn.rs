@@ -4,9 +4,10 @@
 mod common;
 use common::*;
 use rcmcl::engine::nn::{
-    Activation, BatchNorm, BatchNormConfig, Dropout, LayerNorm, Linear, Mlp, MlpConfig, Module,
-    MultiHeadSelfAttention, ParamStore,
+    Activation, BatchNorm, BatchNormConfig, Conv3d, Dropout, LayerNorm, Linear, Mlp, MlpConfig,
+    Module, MultiHeadSelfAttention, ParamStore,
 };
+use rcmcl::engine::ops::conv::Conv3dParams;
 use rcmcl::engine::{DType, Tensor};
 
 fn store64(seed: u64) -> ParamStore {
@@ -267,4 +268,78 @@ fn parameters_get_hierarchical_names_and_duplicates_fail() {
         ]
     );
     assert!(Linear::new(&store.sub("head").sub("output"), 8, 2, true).is_err());
+}
+
+#[test]
+fn conv3d_layer_matches_a_naive_convolution_and_pytorch_init_bounds() {
+    let store = store64(7);
+    let params = Conv3dParams {
+        stride: [1, 2, 1],
+        padding: [1, 0, 1],
+    };
+    let layer = Conv3d::new(&store.sub("conv"), 2, 3, [3, 2, 1], params, true).unwrap();
+    assert_eq!(layer.weight.dims(), &[3, 2, 3, 2, 1]);
+    assert_eq!(
+        (layer.in_channels(), layer.out_channels(), layer.kernel()),
+        (2, 3, [3, 2, 1])
+    );
+    let bound = 1.0 / ((2 * 3 * 2) as f64).sqrt();
+    assert!(values(&layer.weight).iter().all(|w| w.abs() <= bound));
+    assert!(values(layer.bias.as_ref().unwrap())
+        .iter()
+        .all(|b| b.abs() <= bound));
+
+    let xd = [2, 2, 4, 5, 3];
+    let x = rand64(&xd, 8);
+    let y = layer.forward(&x).unwrap();
+    // Do = 4 + 2 - 3 + 1, Ho = (5 - 2) / 2 + 1, Wo = 3 + 2 - 1 + 1.
+    let yd = [2, 3, 4, 2, 5];
+    assert_eq!(y.dims(), &yd);
+    let (xv, wv, bv) = (
+        values(&x),
+        values(&layer.weight),
+        values(layer.bias.as_ref().unwrap()),
+    );
+    let want: Vec<f64> = (0..yd.iter().product::<usize>())
+        .map(|i| {
+            let o = unravel(i, &yd);
+            let mut acc = bv[o[1]];
+            for c in 0..2 {
+                for (kt, kh) in (0..3).flat_map(|a| (0..2).map(move |b| (a, b))) {
+                    let d = (o[2] + kt) as isize - 1;
+                    let h = o[3] * 2 + kh;
+                    let w = o[4] as isize - 1;
+                    if !(0..4).contains(&d) || !(0..3).contains(&w) {
+                        continue;
+                    }
+                    let xi = ravel(&[o[0], c, d as usize, h, w as usize], &xd);
+                    acc += xv[xi] * wv[ravel(&[o[1], c, kt, kh, 0], &[3, 2, 3, 2, 1])];
+                }
+            }
+            acc
+        })
+        .collect();
+    assert_close(&values(&y), &want, 1e-12);
+    let names: Vec<String> = store.params().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, vec!["conv.weight", "conv.bias"]);
+    gradcheck("conv3d layer", |t| layer.forward(&t[0]), &[x]);
+
+    let no_bias = Conv3d::new(
+        &store.sub("c2"),
+        2,
+        1,
+        [1, 1, 1],
+        Conv3dParams::default(),
+        false,
+    );
+    assert!(no_bias.unwrap().bias.is_none());
+    assert!(Conv3d::new(
+        &store.sub("c3"),
+        2,
+        1,
+        [0, 1, 1],
+        Conv3dParams::default(),
+        true
+    )
+    .is_err());
 }

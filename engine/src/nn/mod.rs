@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod batchnorm;
+pub mod conv3d;
 pub mod dropout;
 pub mod init;
 pub mod layernorm;
@@ -12,6 +13,7 @@ pub mod params;
 
 pub use attention::MultiHeadSelfAttention;
 pub use batchnorm::{BatchNorm, BatchNormConfig};
+pub use conv3d::Conv3d;
 pub use dropout::Dropout;
 pub use layernorm::LayerNorm;
 pub use linear::Linear;
