@@ -6,12 +6,14 @@
 //! clear `CudaUnavailable` error instead of a panic.
 
 mod alloc;
+mod checks;
 pub mod compile;
 mod gpu;
 mod launch;
 mod storage;
 
 pub use alloc::MemoryStats;
+pub(crate) use checks::{check_buffer, check_float};
 pub use gpu::{gpu, Gpu};
 pub use launch::{Arg, BLOCK};
 pub use storage::{poison_outputs, set_poison_outputs, CudaStorage};

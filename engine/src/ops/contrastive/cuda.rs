@@ -4,8 +4,9 @@
 //! products around the fused kernels are the engine's matmul (cuBLAS).
 
 use super::Kind;
+use crate::cuda::{check_buffer as check, check_float};
 use crate::cuda::{Arg, CudaStorage, BLOCK};
-use crate::{DType, Error, Result};
+use crate::{DType, Result};
 use cudarc::driver::LaunchConfig;
 
 /// Kernels of kernels/infonce.cu that this module launches (checked by the compile test).
@@ -46,34 +47,6 @@ fn grid(blocks: usize) -> LaunchConfig {
         block_dim: (BLOCK, 1, 1),
         shared_mem_bytes: 0,
     }
-}
-
-fn check_float(op: &'static str, x: &CudaStorage) -> Result<()> {
-    if !x.dtype().is_float() {
-        return Err(Error::DType {
-            op,
-            got: x.dtype(),
-            msg: "expected a floating-point tensor".into(),
-        });
-    }
-    Ok(())
-}
-
-fn check(op: &'static str, what: &str, s: &CudaStorage, dtype: DType, len: usize) -> Result<()> {
-    if s.dtype() != dtype {
-        return Err(Error::DTypeMismatch {
-            op,
-            a: dtype,
-            b: s.dtype(),
-        });
-    }
-    if s.len() != len {
-        return Err(Error::invalid(
-            op,
-            format!("{what} has {} elements, expected {len}", s.len()),
-        ));
-    }
-    Ok(())
 }
 
 fn ptr(s: Option<&CudaStorage>) -> Arg {

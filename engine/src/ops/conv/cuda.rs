@@ -7,6 +7,7 @@
 //! in split order (deterministic). Pooling is one thread per output or input element.
 
 use super::cpu::{ConvGeom, PoolGeom};
+use crate::cuda::{check_buffer as check, check_float};
 use crate::cuda::{Arg, CudaStorage, Gpu};
 use crate::{DType, Error, Result};
 use cudarc::driver::LaunchConfig;
@@ -36,34 +37,6 @@ const FAMILY: &str = "conv3d";
 const TILE: usize = 64;
 const BK: usize = 16;
 const THREADS: u32 = 256;
-
-fn check_float(op: &'static str, x: &CudaStorage) -> Result<()> {
-    if !x.dtype().is_float() {
-        return Err(Error::DType {
-            op,
-            got: x.dtype(),
-            msg: "expected a floating-point tensor".into(),
-        });
-    }
-    Ok(())
-}
-
-fn check(op: &'static str, what: &str, s: &CudaStorage, dtype: DType, len: usize) -> Result<()> {
-    if s.dtype() != dtype {
-        return Err(Error::DTypeMismatch {
-            op,
-            a: dtype,
-            b: s.dtype(),
-        });
-    }
-    if s.len() != len {
-        return Err(Error::invalid(
-            op,
-            format!("{what} has {} elements, expected {len}", s.len()),
-        ));
-    }
-    Ok(())
-}
 
 /// Every size of the convolution must fit the kernels' `int` arithmetic.
 fn check_int(op: &'static str, sizes: &[usize]) -> Result<()> {

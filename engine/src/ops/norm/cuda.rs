@@ -4,6 +4,7 @@
 //! gradients from per-chunk partial column sums). Every sum is in f64, reduced in a fixed order.
 
 use super::cpu::Channels;
+use crate::cuda::check_float;
 use crate::cuda::{Arg, CudaStorage, Gpu, BLOCK};
 use crate::{DType, Error, Result};
 use cudarc::driver::LaunchConfig;
@@ -67,18 +68,6 @@ fn i(x: usize) -> Arg {
 /// A device address, or the null pointer the kernels read as "absent".
 fn opt(s: Option<&CudaStorage>) -> Arg {
     s.map_or(Arg::Ptr(0), CudaStorage::arg)
-}
-
-fn check_float(op: &'static str, s: &CudaStorage) -> Result<()> {
-    if s.dtype().is_float() {
-        Ok(())
-    } else {
-        Err(Error::DType {
-            op,
-            got: s.dtype(),
-            msg: "expected a floating-point tensor".into(),
-        })
-    }
 }
 
 fn cfg(grid: (usize, usize), block: u32) -> LaunchConfig {

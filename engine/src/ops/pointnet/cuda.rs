@@ -9,6 +9,7 @@
 //! - Max-pool: one thread per row; its backward one thread per input element (no atomics).
 
 use super::cpu::Group;
+use crate::cuda::check_float;
 use crate::cuda::{Arg, CudaStorage};
 use crate::{DType, Error, Result};
 use cudarc::driver::LaunchConfig;
@@ -52,18 +53,6 @@ fn i(x: usize) -> Arg {
 
 fn i32a(x: usize) -> Arg {
     Arg::I32(x as i32)
-}
-
-fn check_float(op: &'static str, s: &CudaStorage) -> Result<()> {
-    if s.dtype().is_float() {
-        Ok(())
-    } else {
-        Err(Error::DType {
-            op,
-            got: s.dtype(),
-            msg: "expected a floating-point tensor".into(),
-        })
-    }
 }
 
 fn check_pair(op: &'static str, a: &CudaStorage, b: &CudaStorage) -> Result<()> {

@@ -9,6 +9,7 @@
 //! threads in a fixed order, then written in one more pass: no atomics, same bits on every run.
 
 use super::cpu::Lanes;
+use crate::cuda::check_float;
 use crate::cuda::{Arg, CudaStorage, Gpu, BLOCK};
 use crate::{DType, Error, Result};
 use cudarc::driver::LaunchConfig;
@@ -93,17 +94,6 @@ impl Plan {
         args.push(Arg::I32(self.width as i32));
         args
     }
-}
-
-fn check_float(op: &'static str, x: &CudaStorage) -> Result<()> {
-    if !x.dtype().is_float() {
-        return Err(Error::DType {
-            op,
-            got: x.dtype(),
-            msg: "expected a floating-point tensor".into(),
-        });
-    }
-    Ok(())
 }
 
 fn check_len(op: &'static str, what: &str, s: &CudaStorage, len: usize) -> Result<()> {
