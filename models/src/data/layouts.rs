@@ -225,8 +225,8 @@ pub const BODY15: SkeletonLayout = SkeletonLayout {
     mirror_pairs: &[(3, 6), (4, 7), (5, 8), (9, 12), (10, 13), (11, 14)],
 };
 
-/// Kinect joint indices used by the mappings.
-mod k {
+/// Kinect v2 / NTU joint indices, by name.
+pub mod kinect_joints {
     pub const SPINE_BASE: usize = 0;
     pub const SPINE_MID: usize = 1;
     pub const NECK: usize = 2;
@@ -249,8 +249,11 @@ mod k {
     pub const FOOT_R: usize = 19;
     pub const SPINE_SHOULDER: usize = 20;
     pub const TIP_L: usize = 21;
+    pub const THUMB_L: usize = 22;
     pub const TIP_R: usize = 23;
+    pub const THUMB_R: usize = 24;
 }
+use kinect_joints as k;
 
 /// The body's own axes, from joint positions alone (so the mapping also works on imported
 /// skeletons): `left` (the subject's left), `up` (along the spine), `fwd` (where the chest

@@ -13,33 +13,7 @@ use super::rng::normal;
 use crate::data::geom::{deg, v3, M3, V3};
 
 /// Kinect joint indices (NTU order).
-pub mod j {
-    pub const SPINE_BASE: usize = 0;
-    pub const SPINE_MID: usize = 1;
-    pub const NECK: usize = 2;
-    pub const HEAD: usize = 3;
-    pub const SHOULDER_L: usize = 4;
-    pub const ELBOW_L: usize = 5;
-    pub const WRIST_L: usize = 6;
-    pub const HAND_L: usize = 7;
-    pub const SHOULDER_R: usize = 8;
-    pub const ELBOW_R: usize = 9;
-    pub const WRIST_R: usize = 10;
-    pub const HAND_R: usize = 11;
-    pub const HIP_L: usize = 12;
-    pub const KNEE_L: usize = 13;
-    pub const ANKLE_L: usize = 14;
-    pub const FOOT_L: usize = 15;
-    pub const HIP_R: usize = 16;
-    pub const KNEE_R: usize = 17;
-    pub const ANKLE_R: usize = 18;
-    pub const FOOT_R: usize = 19;
-    pub const SPINE_SHOULDER: usize = 20;
-    pub const TIP_L: usize = 21;
-    pub const THUMB_L: usize = 22;
-    pub const TIP_R: usize = 23;
-    pub const THUMB_R: usize = 24;
-}
+pub use crate::data::layouts::kinect_joints as j;
 
 pub const JOINTS: usize = 25;
 
