@@ -1,0 +1,1 @@
+//! Adaptive Modality Gating (paper 000, Eq. 4 and 5).

@@ -1,0 +1,1 @@
+//! Projection heads H_M, the skeleton decoder D_S and the classifier C.

@@ -1,0 +1,1 @@
+//! E_S, the skeleton encoder (ST-GCN). Written by the skeleton helper.
