@@ -97,7 +97,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn shape(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Error {
+    pub fn shape(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Error {
         Error::Shape {
             op,
             shapes: shapes.iter().map(|s| s.to_vec()).collect(),
@@ -113,7 +113,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
         Error::Invalid {
             op,
             msg: msg.into(),
