@@ -174,7 +174,11 @@ impl Amg {
     /// presence entry is ignored). No modality at all, or a sample (time step) where every
     /// present modality has presence 0, is an error naming the sample; present features must
     /// all have the same shape.
-    pub fn fuse(&self, features: &[Option<&Tensor>], presence: &[Option<&Tensor>]) -> Result<Fusion> {
+    pub fn fuse(
+        &self,
+        features: &[Option<&Tensor>],
+        presence: &[Option<&Tensor>],
+    ) -> Result<Fusion> {
         const OP: &str = "Amg::fuse";
         self.check_count(OP, "features", features.len())?;
         let masks = check_fusion_inputs(OP, features, presence)?;
@@ -198,7 +202,10 @@ impl Amg {
 /// Average fusion, the baseline of ablation configurations 1-5: the mean of the present
 /// modalities' features, `sum_M p_M Z_M / sum_M p_M`, with the same `features` / `presence`
 /// conventions and errors as [`Amg::fuse`] (any number of modalities).
-pub fn average_fusion(features: &[Option<&Tensor>], presence: &[Option<&Tensor>]) -> Result<Tensor> {
+pub fn average_fusion(
+    features: &[Option<&Tensor>],
+    presence: &[Option<&Tensor>],
+) -> Result<Tensor> {
     let masks = check_fusion_inputs("average_fusion", features, presence)?;
     weighted_mean(features, &masks)
 }

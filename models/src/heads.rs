@@ -182,7 +182,10 @@ impl SkeletonDecoder {
         if sizes.contains(&0) || cfg.hidden.contains(&0) {
             return Err(invalid(
                 "SkeletonDecoder",
-                format!("every size must be > 0, got {cfg:?} (at '{}')", path.prefix()),
+                format!(
+                    "every size must be > 0, got {cfg:?} (at '{}')",
+                    path.prefix()
+                ),
             ));
         }
         let mut dims = vec![cfg.in_dim];

@@ -3,7 +3,7 @@
 //! shapes, parameter names, presets and errors.
 
 use engine::gradcheck::{assert_gradients, GradCheck};
-use engine::nn::{ParamStore, ParamPath};
+use engine::nn::{ParamPath, ParamStore};
 use engine::{no_grad, CpuStorage, DType, Device, Result, Storage, Tensor};
 use models::heads::{Classifier, DecoderConfig, ProjectionHead, SkeletonDecoder};
 
@@ -48,10 +48,20 @@ fn check_param_gradients(name: &str, params: &[Tensor], f: impl Fn() -> Result<T
         p.zero_grad();
     }
     let out = f().unwrap();
-    let w = Tensor::rand_uniform(out.shape().clone(), 0.5, 1.5, 11, DType::F64, Device::Cpu)
-        .unwrap();
+    let w =
+        Tensor::rand_uniform(out.shape().clone(), 0.5, 1.5, 11, DType::F64, Device::Cpu).unwrap();
     out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
-    let loss = || no_grad(|| f().unwrap().mul(&w).unwrap().sum_all().unwrap().item().unwrap());
+    let loss = || {
+        no_grad(|| {
+            f().unwrap()
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .item()
+                .unwrap()
+        })
+    };
     let mut checked = 0;
     for (k, p) in params.iter().enumerate() {
         let analytic = p
@@ -130,9 +140,16 @@ fn head_matches_its_definition_and_normalises_rows() {
     assert_close(&values(&p.raw), &values(&want), 1e-12);
     let (raw, norm) = (values(&p.raw), values(&p.normalized));
     for r in 0..5 {
-        let len: f64 = raw[r * 4..r * 4 + 4].iter().map(|v| v * v).sum::<f64>().sqrt();
+        let len: f64 = raw[r * 4..r * 4 + 4]
+            .iter()
+            .map(|v| v * v)
+            .sum::<f64>()
+            .sqrt();
         let unit: f64 = norm[r * 4..r * 4 + 4].iter().map(|v| v * v).sum();
-        assert!((unit - 1.0).abs() < 1e-12, "row {r} has squared norm {unit}");
+        assert!(
+            (unit - 1.0).abs() < 1e-12,
+            "row {r} has squared norm {unit}"
+        );
         for c in 0..4 {
             assert!((norm[r * 4 + c] - raw[r * 4 + c] / len).abs() < 1e-12);
         }
@@ -162,9 +179,11 @@ fn head_gradients_in_training_mode() {
         std::slice::from_ref(&z),
         GradCheck::default(),
     );
-    check_param_gradients("projection head (parameters)", &store.param_tensors(), || {
-        both(&z)
-    });
+    check_param_gradients(
+        "projection head (parameters)",
+        &store.param_tensors(),
+        || both(&z),
+    );
 }
 
 #[test]
