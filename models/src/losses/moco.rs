@@ -51,7 +51,11 @@ impl MocoQueue {
     pub fn from_state(keys: Tensor, ptr: usize) -> Result<Self> {
         const OP: &str = "MocoQueue::from_state";
         if keys.rank() != 2 || keys.dims()[0] == 0 || keys.dims()[1] == 0 {
-            return Err(shape_err(OP, &[keys.dims()], "keys must be (K, D), K, D >= 1"));
+            return Err(shape_err(
+                OP,
+                &[keys.dims()],
+                "keys must be (K, D), K, D >= 1",
+            ));
         }
         if !keys.dtype().is_float() {
             return Err(invalid(OP, "keys must be floating-point"));

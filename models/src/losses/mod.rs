@@ -15,7 +15,7 @@ pub mod moco;
 pub mod soft_targets;
 
 pub use moco::{ema_update, MocoQueue};
-pub use soft_targets::{cross_modal_soft, progressive_alpha, SoftTargets};
+pub use soft_targets::{cross_modal_soft, progressive_alpha, soft_pair_loss, SoftTargets};
 
 use engine::ops::contrastive::InfoNce;
 use engine::{Error, Reduction, Result, Tensor};
@@ -310,13 +310,19 @@ impl LossWeights {
         let mut total: Option<Tensor> = None;
         for (name, w, t) in parts {
             if !w.is_finite() {
-                return Err(invalid(OP, format!("weight {name} must be finite, got {w}")));
+                return Err(invalid(
+                    OP,
+                    format!("weight {name} must be finite, got {w}"),
+                ));
             }
             if w == 0.0 {
                 continue;
             }
             let t = t.as_ref().ok_or_else(|| {
-                invalid(OP, format!("term {name} has weight {w} but was not computed"))
+                invalid(
+                    OP,
+                    format!("term {name} has weight {w} but was not computed"),
+                )
             })?;
             let wt = t.mul_scalar(w)?;
             total = Some(match total {

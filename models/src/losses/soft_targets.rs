@@ -32,7 +32,7 @@
 //! row alike, which this split cannot express, so the loss is a composite of the engine's
 //! matmul, log-softmax and reductions (still one pass each, on either device).
 
-use super::{check_embeddings, invalid};
+use super::{check_embeddings, invalid, shape_err};
 use engine::{no_grad, Device, Result, Tensor};
 
 /// The soft-target configuration of paper 002.
@@ -44,8 +44,7 @@ pub struct SoftTargets {
     /// omit tau too, so we default to the loss's tau, 0.07).
     pub tau_target: f64,
     /// Whether the last `N - floor(alpha N)` rows use the inter-modal cross-consistency targets
-    /// (the paper). `false`: every row uses the intra targets and alpha only weighs nothing
-    /// (the loss is the intra loss over all rows).
+    /// (the paper). `false`: every row uses the intra targets (alpha is then unused).
     pub inter: bool,
 }
 
@@ -134,7 +133,10 @@ impl SoftTargets {
                 q
             } else {
                 Tensor::concat(
-                    &[&p.narrow(0, 0, n_intra)?, &q.narrow(0, n_intra, n - n_intra)?],
+                    &[
+                        &p.narrow(0, 0, n_intra)?,
+                        &q.narrow(0, n_intra, n - n_intra)?,
+                    ],
                     0,
                 )?
             }
@@ -186,6 +188,45 @@ fn soft_ce(logits: &Tensor, targets: &Tensor, w: &Tensor) -> Result<Tensor> {
         .neg()
 }
 
+/// One pair's soft-target loss with given targets: `1/2 [sum_i w_i H(t_ab_i, softmax(a_i b^T /
+/// tau)) + sum_i w_i H(t_ba_i, softmax(b_i a^T / tau))]`, targets `N x N` and row weights
+/// `N x 1` as [`SoftTargets::pair_targets`] makes them. The targets are constants (detached).
+/// Use it directly to take the targets from a teacher network (paper 002's self-distillation
+/// with an EMA or previous-epoch teacher) instead of the current embeddings.
+pub fn soft_pair_loss(
+    a: &Tensor,
+    b: &Tensor,
+    tau: f64,
+    targets_ab: &Tensor,
+    targets_ba: &Tensor,
+    row_weights: &Tensor,
+) -> Result<Tensor> {
+    const OP: &str = "losses::soft_pair_loss";
+    check_embeddings(OP, &[a, b], 2)?;
+    let n = a.dims()[0];
+    if targets_ab.dims() != [n, n] || targets_ba.dims() != [n, n] || row_weights.dims() != [n, 1] {
+        return Err(shape_err(
+            OP,
+            &[
+                a.dims(),
+                targets_ab.dims(),
+                targets_ba.dims(),
+                row_weights.dims(),
+            ],
+            "targets must be (N, N) and row weights (N, 1) for (N, D) embeddings",
+        ));
+    }
+    if !(tau > 0.0 && tau.is_finite()) {
+        return Err(invalid(OP, format!("tau must be positive, got {tau}")));
+    }
+    let w = row_weights.detach();
+    let s_ab = a.matmul_transposed(b, false, true)?.div_scalar(tau)?;
+    let s_ba = b.matmul_transposed(a, false, true)?.div_scalar(tau)?;
+    soft_ce(&s_ab, &targets_ab.detach(), &w)?
+        .add(&soft_ce(&s_ba, &targets_ba.detach(), &w)?)?
+        .mul_scalar(0.5)
+}
+
 /// The soft-target cross-modal loss (paper 002, see the module docs), summed over every pair
 /// `(i, j)`, `i < j`, of the given L2-normalised embeddings (`(N, D)` each), at temperature
 /// `tau` and split/mix `alpha` (from [`progressive_alpha`]). With `beta = 0` and `alpha = 1`
@@ -213,11 +254,7 @@ pub fn cross_modal_soft(
             let (a, b) = (h[i], h[j]);
             let (t_ab, w) = targets.pair_targets(a, b, alpha)?;
             let (t_ba, _) = targets.pair_targets(b, a, alpha)?;
-            let s_ab = a.matmul_transposed(b, false, true)?.div_scalar(tau)?;
-            let s_ba = b.matmul_transposed(a, false, true)?.div_scalar(tau)?;
-            let l = soft_ce(&s_ab, &t_ab, &w)?
-                .add(&soft_ce(&s_ba, &t_ba, &w)?)?
-                .mul_scalar(0.5)?;
+            let l = soft_pair_loss(a, b, tau, &t_ab, &t_ba, &w)?;
             total = Some(match total {
                 None => l,
                 Some(t) => t.add(&l)?,
