@@ -162,41 +162,50 @@ pub struct RgbdEncoderConfig {
 pub const RGBD_PRESETS: &[&str] = &["tiny", "small", "base", "r2plus1d18"];
 
 impl RgbdEncoderConfig {
-    /// Named configurations, from cheap to the paper's scale (both streams alike, d = 256):
-    /// - `tiny`: stem 8 (3x3, stride 2), stages 8 (s2) and 16 (s2, t2), one block each,
-    ///   `M = N_out`; for the `tiny` synthetic set (T = 8, 32x32): T' = T / 2.
-    /// - `small`: stem 8 (3x3, stride 2), stages 16 (s2), 32 (s2, t2), 64 (s2, t2), one block
-    ///   each, `M = N_out`; for 32 frames of 48x48: T' = T / 4.
-    /// - `base`: stem 32 (5x5, stride 2), stages 32, 64, 128, 256 (each after the first
-    ///   strided by 2 in space and time), one block each, R(2+1)D widths; T' = T / 8.
-    /// - `r2plus1d18`: R(2+1)D-18's layout: stem 64 (7x7, stride 2), stages 64, 128, 256, 512
-    ///   of two basic blocks (each after the first strided by 2 in space and time), R(2+1)D
-    ///   widths (the stem's `M` by the formula too, where torchvision fixes 45); T' = T / 8.
+    /// Named configurations, from cheap to the paper's scale (both streams alike, d = 256).
+    /// The CPU presets downsample hard in the stem, since on the CPU every op's cost follows
+    /// the size of its activations (see docs/models.md for timings):
+    /// - `tiny`: stem 8 (5x5, spatial stride 4), one stage 16 (spatial and temporal stride 2),
+    ///   one block, `M = N_out`; for the `tiny` synthetic set (T = 8, 32x32): T' = T / 2,
+    ///   a 4x4 grid at the end.
+    /// - `small`: stem 8 (5x5, spatial stride 4, temporal stride 2), stages 16 (s2),
+    ///   32 (s2, t2), 64 (s2), one block each, `M = N_out`; for 32 frames of 48x48:
+    ///   T' = T / 4, a 2x2 grid at the end.
+    /// - `base`: stem 32 (5x5, spatial stride 2, M 24), stages 32, 64, 128, 256 (each after
+    ///   the first strided by 2 in space and time), one block each, R(2+1)D widths; T' = T / 8.
+    /// - `r2plus1d18`: torchvision's R(2+1)D-18 per stream (stem 64 with 7x7 spatial stride 2
+    ///   and M = 45, stages 64, 128, 256, 512 of two basic blocks, each after the first
+    ///   strided by 2 in space and time, R(2+1)D widths): 31.3 M parameters per RGB stream,
+    ///   the same as torchvision's without its classifier; T' = T / 8.
     pub fn preset(name: &str) -> Result<Self> {
-        let stream =
-            |(stem_channels, stem_kernel, stem_mid), stages: Vec<_>, mid| RgbdStreamConfig {
+        let stream = |(stem_channels, stem_kernel, stem_mid), stem_stride, stages: Vec<_>, mid| {
+            RgbdStreamConfig {
                 stem_channels,
                 stem_kernel,
                 stem_mid,
-                stem_stride: (2, 1),
+                stem_stride,
                 stages,
                 kernel: 3,
                 mid,
-            };
+            }
+        };
         let rgb = match name {
-            "tiny" => stream((8, 3, 8), vec![(8, 1, 2, 1), (16, 1, 2, 2)], MidWidth::Out),
+            "tiny" => stream((8, 5, 8), (4, 1), vec![(16, 1, 2, 2)], MidWidth::Out),
             "small" => stream(
-                (8, 3, 8),
-                vec![(16, 1, 2, 1), (32, 1, 2, 2), (64, 1, 2, 2)],
+                (8, 5, 8),
+                (4, 2),
+                vec![(16, 1, 2, 1), (32, 1, 2, 2), (64, 1, 2, 1)],
                 MidWidth::Out,
             ),
             "base" => stream(
                 (32, 5, 24),
+                (2, 1),
                 vec![(32, 1, 1, 1), (64, 1, 2, 2), (128, 1, 2, 2), (256, 1, 2, 2)],
                 MidWidth::ParamMatched,
             ),
             "r2plus1d18" => stream(
                 (64, 7, 45),
+                (2, 1),
                 vec![
                     (64, 2, 1, 1),
                     (128, 2, 2, 2),
