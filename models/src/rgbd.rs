@@ -3,13 +3,13 @@
 //! Each stream is an R(2+1)D-style network (Tran et al., "A Closer Look at Spatiotemporal
 //! Convolutions for Action Recognition", 2018): every 3D convolution `k x k x k` is factorised
 //! into a spatial `(1, k, k)` convolution to an intermediate width `M`, batch norm, ReLU, and a
-//! temporal `(k, 1, 1)` convolution. The stem is one such factorised convolution (spatially
-//! strided), followed by batch norm and ReLU; then come stages of basic residual blocks
-//! (two factorised convolutions, each followed by batch norm, the first by ReLU; the shortcut
-//! is the identity, or a strided 1x1x1 convolution with batch norm when the width or the
-//! resolution changes; ReLU after the sum). The first block of a stage carries the stage's
-//! strides: the spatial stride on its spatial convolution, the temporal stride on its temporal
-//! one.
+//! temporal `(k, 1, 1)` convolution. The stem is one such factorised convolution (its own
+//! spatial kernel and width, strided by `stem_stride`), followed by batch norm and ReLU; then
+//! come stages of basic residual blocks (two factorised convolutions, each followed by batch
+//! norm, the first by ReLU; the shortcut is the identity, or a strided 1x1x1 convolution with
+//! batch norm when the width or the resolution changes; ReLU after the sum). The first block
+//! of a stage carries the stage's strides: the spatial stride on its spatial convolution, the
+//! temporal stride on its temporal one.
 //!
 //! Each stream ends with a spatial average per time step, `(B, C_s, T')`; the two streams are
 //! concatenated on channels and a linear layer maps every time step to `d`, which gives
@@ -55,9 +55,11 @@ fn shape_err(shapes: &[&[usize]], msg: impl Into<String>) -> Error {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MidWidth {
     /// R(2+1)D's `M = floor(t d^2 N_in N_out / (d^2 N_in + t N_out))` (at least 1), which gives
-    /// the factorised convolution as many parameters as the full `t x d x d` 3D convolution.
+    /// a factorised convolution `N_in -> N_out` about as many parameters as the full
+    /// `t x d x d` 3D convolution. (A block's second convolution, `N_out -> N_out`, reuses the
+    /// first one's `M`, as torchvision does, so R(2+1)D-18's parameter count is reproduced.)
     ParamMatched,
-    /// `M = N_out`: cheaper (about half the multiply-adds of `ParamMatched` for equal widths);
+    /// `M = N_out`: cheaper (0.44 times the multiply-adds of `ParamMatched` for equal widths);
     /// used by the `tiny` preset to stay within its CPU budget.
     Out,
 }
