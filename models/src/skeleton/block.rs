@@ -1,0 +1,247 @@
+//! One ST-GCN block: spatial graph convolution, then temporal convolution, with a residual.
+
+use super::graph::NUM_PARTITIONS;
+use super::{invalid, shape_err};
+use crate::data::Modality;
+use engine::nn::{BatchNorm, BatchNormConfig, Conv3d, Dropout, Module, ParamPath};
+use engine::ops::conv::Conv3dParams;
+use engine::{Result, Tensor};
+
+const OP: &str = "StGcnBlock";
+
+/// The suffix of a per-format parameter name: none for the 25-joint Kinect layout (so a
+/// single-format model has the plain ST-GCN names), `_<modality name>` for the others. Names
+/// do not depend on which other formats an encoder accepts, so checkpoints move between
+/// single- and multi-format encoders.
+pub(crate) fn format_suffix(format: Modality) -> String {
+    match format {
+        Modality::Skeleton => String::new(),
+        m => format!("_{}", m.name()),
+    }
+}
+
+/// The residual branch of a block.
+enum Residual {
+    /// The first block of a stack (ST-GCN has none there).
+    None,
+    /// Same channels, stride 1.
+    Identity,
+    /// A strided 1x1 convolution and batch norm, where the shape changes.
+    Projection { conv: Conv3d, bn: BatchNorm },
+}
+
+/// The learnable graph terms of one block for one skeleton format, each `(K, J, J)`.
+struct FormatTerms {
+    /// ST-GCN's multiplicative edge importance (initialised to 1).
+    edge_importance: Option<Tensor>,
+    /// 2s-AGCN's additive adjacency `B_k` (initialised to 0, so training starts from the
+    /// physical graph).
+    adaptive: Option<Tensor>,
+}
+
+/// An ST-GCN block on `(N, C_in, T, J)` features:
+/// `relu(dropout(bn2(tcn(relu(bn1(gcn(x)))))) + residual(x))`, where `gcn` is a 1x1
+/// convolution to `K * C_out` channels followed by the graph aggregation with the format's
+/// adjacency (times the edge importance, plus the adaptive term), and `tcn` a `(kt, 1)`
+/// temporal convolution with the block's stride.
+///
+/// Parameter names under the block's path: `gcn.{weight,bias}`, `bn1.*`, `tcn.{weight,bias}`,
+/// `bn2.*`, `residual.conv.{weight,bias}` and `residual.bn.*` (where the shape changes),
+/// `dropout.calls`, and per format `edge_importance[_<format>]`, `adaptive[_<format>]`.
+pub struct StGcnBlock {
+    gcn: Conv3d,
+    bn1: BatchNorm,
+    tcn: Conv3d,
+    bn2: BatchNorm,
+    dropout: Dropout,
+    residual: Residual,
+    /// One entry per format the block accepts, in the order it was given.
+    terms: Vec<FormatTerms>,
+    in_channels: usize,
+    out_channels: usize,
+    stride: usize,
+}
+
+/// What a block needs to know at construction.
+pub struct StGcnBlockSpec<'a> {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub stride: usize,
+    /// Odd temporal kernel size (ST-GCN: 9).
+    pub temporal_kernel: usize,
+    pub dropout: f64,
+    /// Whether this block has a residual branch (ST-GCN: every block but the first).
+    pub residual: bool,
+    pub edge_importance: bool,
+    pub adaptive: bool,
+    /// `(format, real joint count)` for every format the block accepts.
+    pub formats: &'a [(Modality, usize)],
+}
+
+impl StGcnBlock {
+    pub fn new(path: &ParamPath, spec: &StGcnBlockSpec) -> Result<StGcnBlock> {
+        let (cin, cout, s, kt) = (
+            spec.in_channels,
+            spec.out_channels,
+            spec.stride,
+            spec.temporal_kernel,
+        );
+        if cin == 0 || cout == 0 || s == 0 || kt % 2 == 0 {
+            return Err(invalid(
+                OP,
+                format!(
+                    "{}: channels and stride must be positive and the temporal kernel odd: in {cin}, out {cout}, stride {s}, kernel {kt}",
+                    path.prefix()
+                ),
+            ));
+        }
+        let bn = BatchNormConfig::default();
+        let gcn = Conv3d::new(
+            &path.sub("gcn"),
+            cin,
+            NUM_PARTITIONS * cout,
+            [1, 1, 1],
+            Conv3dParams::default(),
+            true,
+        )?;
+        let bn1 = BatchNorm::new_2d(&path.sub("bn1"), cout, bn)?;
+        let tcn = Conv3d::new(
+            &path.sub("tcn"),
+            cout,
+            cout,
+            [kt, 1, 1],
+            Conv3dParams::new([s, 1, 1], [(kt - 1) / 2, 0, 0]),
+            true,
+        )?;
+        let bn2 = BatchNorm::new_2d(&path.sub("bn2"), cout, bn)?;
+        let dropout = Dropout::new(&path.sub("dropout"), spec.dropout)?;
+        let residual = if !spec.residual {
+            Residual::None
+        } else if cin == cout && s == 1 {
+            Residual::Identity
+        } else {
+            let r = path.sub("residual");
+            Residual::Projection {
+                conv: Conv3d::new(
+                    &r.sub("conv"),
+                    cin,
+                    cout,
+                    [1, 1, 1],
+                    Conv3dParams::new([s, 1, 1], [0, 0, 0]),
+                    true,
+                )?,
+                bn: BatchNorm::new_2d(&r.sub("bn"), cout, bn)?,
+            }
+        };
+        let (dtype, device) = (path.dtype(), path.device());
+        let terms = spec
+            .formats
+            .iter()
+            .map(|&(format, j)| {
+                let suffix = format_suffix(format);
+                let dims = [NUM_PARTITIONS, j, j];
+                let edge_importance = if spec.edge_importance {
+                    Some(path.param(
+                        &format!("edge_importance{suffix}"),
+                        Tensor::ones(dims, dtype, device)?,
+                    )?)
+                } else {
+                    None
+                };
+                let adaptive = if spec.adaptive {
+                    Some(path.param(
+                        &format!("adaptive{suffix}"),
+                        Tensor::zeros(dims, dtype, device)?,
+                    )?)
+                } else {
+                    None
+                };
+                Ok(FormatTerms {
+                    edge_importance,
+                    adaptive,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(StGcnBlock {
+            gcn,
+            bn1,
+            tcn,
+            bn2,
+            dropout,
+            residual,
+            terms,
+            in_channels: cin,
+            out_channels: cout,
+            stride: s,
+        })
+    }
+
+    /// The adjacency the block aggregates with for format number `format` (its index in the
+    /// spec's list), given that format's constant `(K, J, J)` partition stack:
+    /// `a * edge_importance + adaptive` (each term where configured).
+    pub fn effective_adjacency(&self, a: &Tensor, format: usize) -> Result<Tensor> {
+        let terms = self.terms.get(format).ok_or_else(|| {
+            invalid(
+                OP,
+                format!(
+                    "format index {format} out of range ({} formats)",
+                    self.terms.len()
+                ),
+            )
+        })?;
+        let mut adj = match &terms.edge_importance {
+            Some(e) => a.mul(e)?,
+            None => a.clone(),
+        };
+        if let Some(b) = &terms.adaptive {
+            adj = adj.add(b)?;
+        }
+        Ok(adj)
+    }
+
+    /// `x`: `(N, C_in, T, J)` with the format's real joints only; `a`: that format's constant
+    /// `(K, J, J)` partitions. Returns `(N, C_out, T', J)`, `T' = (T - 1) / stride + 1`.
+    pub fn forward(&self, x: &Tensor, a: &Tensor, format: usize) -> Result<Tensor> {
+        if x.rank() != 4 || x.dims()[1] != self.in_channels {
+            return Err(shape_err(
+                OP,
+                &[x.dims()],
+                format!("expected (N, {}, T, J)", self.in_channels),
+            ));
+        }
+        let (n, t, j) = (x.dims()[0], x.dims()[2], x.dims()[3]);
+        let cout = self.out_channels;
+        let adj = self.effective_adjacency(a, format)?;
+        let h = self.gcn.forward(&x.reshape([n, self.in_channels, t, j, 1])?)?;
+        let h = h
+            .reshape([n, NUM_PARTITIONS * cout, t, j])?
+            .graph_aggregate(&adj, None)?;
+        let h = self.bn1.forward(&h)?.relu()?;
+        let h = self.tcn.forward(&h.reshape([n, cout, t, j, 1])?)?;
+        let t2 = h.dims()[2];
+        let h = self.bn2.forward(&h.reshape([n, cout, t2, j])?)?;
+        let h = self.dropout.forward(&h)?;
+        let h = match &self.residual {
+            Residual::None => h,
+            Residual::Identity => h.add(x)?,
+            Residual::Projection { conv, bn } => {
+                let r = conv.forward(&x.reshape([n, self.in_channels, t, j, 1])?)?;
+                let r = bn.forward(&r.reshape([n, cout, t2, j])?)?;
+                h.add(&r)?
+            }
+        };
+        h.relu()
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+}
