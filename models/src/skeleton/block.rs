@@ -20,6 +20,51 @@ pub(crate) fn format_suffix(format: Modality) -> String {
     }
 }
 
+/// A 1x1 convolution on `(N, C, T, J)` features, optionally strided in time, computed as one
+/// broadcast matrix product (about three times faster than the general `conv3d` path on the CPU
+/// at these sizes). The parameters are those of a `(1, 1, 1)` `Conv3d` (same names, shapes and
+/// initialisation), so checkpoints read like ST-GCN's.
+struct Pointwise {
+    conv: Conv3d,
+    stride: usize,
+}
+
+impl Pointwise {
+    fn new(path: &ParamPath, cin: usize, cout: usize, stride: usize) -> Result<Pointwise> {
+        let conv = Conv3d::new(
+            path,
+            cin,
+            cout,
+            [1, 1, 1],
+            Conv3dParams::new([stride, 1, 1], [0, 0, 0]),
+            true,
+        )?;
+        Ok(Pointwise { conv, stride })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (ci, co) = (self.conv.in_channels(), self.conv.out_channels());
+        let x = if self.stride > 1 {
+            let t = x.dims()[2];
+            let keep: Vec<i64> = (0..t).step_by(self.stride).map(|i| i as i64).collect();
+            let n = keep.len();
+            x.index_select(2, &Tensor::from_vec(keep, [n], x.device())?)?
+        } else {
+            x.clone()
+        };
+        let (n, t, j) = (x.dims()[0], x.dims()[2], x.dims()[3]);
+        let mut y = self
+            .conv
+            .weight
+            .reshape([co, ci])?
+            .matmul(&x.reshape([n, ci, t * j])?)?;
+        if let Some(b) = &self.conv.bias {
+            y = y.add(&b.reshape([co, 1])?)?;
+        }
+        y.reshape([n, co, t, j])
+    }
+}
+
 /// The residual branch of a block.
 enum Residual {
     /// The first block of a stack (ST-GCN has none there).
@@ -27,7 +72,7 @@ enum Residual {
     /// Same channels, stride 1.
     Identity,
     /// A strided 1x1 convolution and batch norm, where the shape changes.
-    Projection { conv: Conv3d, bn: BatchNorm },
+    Projection { conv: Pointwise, bn: BatchNorm },
 }
 
 /// The learnable graph terms of one block for one skeleton format, each `(K, J, J)`.
@@ -49,7 +94,7 @@ struct FormatTerms {
 /// `bn2.*`, `residual.conv.{weight,bias}` and `residual.bn.*` (where the shape changes),
 /// `dropout.calls`, and per format `edge_importance[_<format>]`, `adaptive[_<format>]`.
 pub struct StGcnBlock {
-    gcn: Conv3d,
+    gcn: Pointwise,
     bn1: BatchNorm,
     tcn: Conv3d,
     bn2: BatchNorm,
@@ -96,14 +141,7 @@ impl StGcnBlock {
             ));
         }
         let bn = BatchNormConfig::default();
-        let gcn = Conv3d::new(
-            &path.sub("gcn"),
-            cin,
-            NUM_PARTITIONS * cout,
-            [1, 1, 1],
-            Conv3dParams::default(),
-            true,
-        )?;
+        let gcn = Pointwise::new(&path.sub("gcn"), cin, NUM_PARTITIONS * cout, 1)?;
         let bn1 = BatchNorm::new_2d(&path.sub("bn1"), cout, bn)?;
         let tcn = Conv3d::new(
             &path.sub("tcn"),
@@ -122,14 +160,7 @@ impl StGcnBlock {
         } else {
             let r = path.sub("residual");
             Residual::Projection {
-                conv: Conv3d::new(
-                    &r.sub("conv"),
-                    cin,
-                    cout,
-                    [1, 1, 1],
-                    Conv3dParams::new([s, 1, 1], [0, 0, 0]),
-                    true,
-                )?,
+                conv: Pointwise::new(&r.sub("conv"), cin, cout, s)?,
                 bn: BatchNorm::new_2d(&r.sub("bn"), cout, bn)?,
             }
         };
@@ -212,7 +243,7 @@ impl StGcnBlock {
         let (n, t, j) = (x.dims()[0], x.dims()[2], x.dims()[3]);
         let cout = self.out_channels;
         let adj = self.effective_adjacency(a, format)?;
-        let h = self.gcn.forward(&x.reshape([n, self.in_channels, t, j, 1])?)?;
+        let h = self.gcn.forward(x)?;
         let h = h
             .reshape([n, NUM_PARTITIONS * cout, t, j])?
             .graph_aggregate(&adj, None)?;
@@ -225,8 +256,7 @@ impl StGcnBlock {
             Residual::None => h,
             Residual::Identity => h.add(x)?,
             Residual::Projection { conv, bn } => {
-                let r = conv.forward(&x.reshape([n, self.in_channels, t, j, 1])?)?;
-                let r = bn.forward(&r.reshape([n, cout, t2, j])?)?;
+                let r = bn.forward(&conv.forward(x)?)?;
                 h.add(&r)?
             }
         };

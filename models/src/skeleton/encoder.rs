@@ -91,7 +91,10 @@ impl SkeletonEncoderConfig {
     pub fn validate(&self) -> Result<()> {
         let op = "SkeletonEncoderConfig";
         if self.formats.is_empty() {
-            return Err(invalid(op, "formats must name at least one skeleton format"));
+            return Err(invalid(
+                op,
+                "formats must name at least one skeleton format",
+            ));
         }
         for (i, &f) in self.formats.iter().enumerate() {
             if !is_skeleton_format(f) {
@@ -214,7 +217,11 @@ impl SkeletonEncoder {
                     .ok_or_else(|| invalid(OP, format!("no skeleton layout for '{}'", m.name())))
             })
             .collect::<Result<_>>()?;
-        let max_joints = layouts.iter().map(|(_, l)| l.num_joints()).max().unwrap_or(0);
+        let max_joints = layouts
+            .iter()
+            .map(|(_, l)| l.num_joints())
+            .max()
+            .unwrap_or(0);
         let (dtype, device) = (path.dtype(), path.device());
         let bn = BatchNormConfig::default();
         let formats = layouts

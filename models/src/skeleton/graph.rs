@@ -50,7 +50,10 @@ impl SkeletonGraph {
     pub fn spatial(layout: &SkeletonLayout, v_pad: usize) -> Result<SkeletonGraph> {
         let j = layout.num_joints();
         if j == 0 {
-            return Err(invalid(OP, format!("layout '{}' has no joints", layout.name)));
+            return Err(invalid(
+                OP,
+                format!("layout '{}' has no joints", layout.name),
+            ));
         }
         if v_pad < j || v_pad > MAX_JOINTS {
             return Err(invalid(
@@ -125,8 +128,12 @@ impl SkeletonGraph {
 
     /// The `(3, v_pad, v_pad)` partition stack as a tensor (constant, no gradient).
     pub fn adjacency(&self, dtype: DType, device: Device) -> Result<Tensor> {
-        Tensor::from_vec(self.a.clone(), [NUM_PARTITIONS, self.v_pad, self.v_pad], device)?
-            .to_dtype(dtype)
+        Tensor::from_vec(
+            self.a.clone(),
+            [NUM_PARTITIONS, self.v_pad, self.v_pad],
+            device,
+        )?
+        .to_dtype(dtype)
     }
 
     /// The `(3, J, J)` stack restricted to the real joints (the padding dropped).
