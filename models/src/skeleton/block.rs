@@ -109,21 +109,29 @@ pub struct StGcnBlock {
 
 /// What a block needs to know at construction.
 pub struct StGcnBlockSpec<'a> {
+    /// Channels of the block's input.
     pub in_channels: usize,
+    /// Channels of the block's output (the graph convolution makes `K` times as many first).
     pub out_channels: usize,
+    /// Temporal stride of the temporal convolution (and of the residual projection).
     pub stride: usize,
     /// Odd temporal kernel size (ST-GCN: 9).
     pub temporal_kernel: usize,
+    /// Dropout probability after the temporal convolution's batch norm (training only).
     pub dropout: f64,
     /// Whether this block has a residual branch (ST-GCN: every block but the first).
     pub residual: bool,
+    /// A learnable multiplicative `(K, J, J)` edge importance per format (ST-GCN), init 1.
     pub edge_importance: bool,
+    /// A learnable additive `(K, J, J)` adjacency per format (2s-AGCN's `B_k`), init 0.
     pub adaptive: bool,
     /// `(format, real joint count)` for every format the block accepts.
     pub formats: &'a [(Modality, usize)],
 }
 
 impl StGcnBlock {
+    /// Registers the block's parameters under `path` (names in the type's docs); errors on
+    /// zero channels or stride, or an even temporal kernel.
     pub fn new(path: &ParamPath, spec: &StGcnBlockSpec) -> Result<StGcnBlock> {
         let (cin, cout, s, kt) = (
             spec.in_channels,
@@ -263,14 +271,17 @@ impl StGcnBlock {
         h.relu()
     }
 
+    /// Channels the block takes.
     pub fn in_channels(&self) -> usize {
         self.in_channels
     }
 
+    /// Channels the block gives.
     pub fn out_channels(&self) -> usize {
         self.out_channels
     }
 
+    /// The block's temporal stride.
     pub fn stride(&self) -> usize {
         self.stride
     }

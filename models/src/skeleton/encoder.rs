@@ -369,6 +369,7 @@ impl SkeletonEncoder {
         self.max_joints
     }
 
+    /// The configuration the encoder was built from.
     pub fn config(&self) -> &SkeletonEncoderConfig {
         &self.cfg
     }
