@@ -1,1 +1,0 @@
-//! E_S, the skeleton encoder (ST-GCN). Written by the skeleton helper.
