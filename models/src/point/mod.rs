@@ -84,9 +84,12 @@ impl PointEncoderConfig {
     pub const PRESETS: [&'static str; 4] = ["tiny", "small", "base", "paper"];
 
     /// `tiny` (the `tiny` synthetic set: 8 frames of 64 points; tests and smoke runs), `small`
-    /// (32 frames of 256 points; CPU training), `base` (512-1024 points, a wider transformer),
-    /// `paper` (2048 points, the PointNet++ SSG widths 128/256/1024). Radii are chosen for a
-    /// person 2-4 m from the camera sampled at each preset's density (docs/models.md).
+    /// (the `small` set: 32 frames of 256 points; CPU training), `base` (512 points, a wider
+    /// transformer; GPU), `paper` (the `paper` set's 2048 points, PointNet++ SSG's widths
+    /// 128/256/1024; GPU). Each radius holds about `nsample` points (sa1) or level-1 centres
+    /// (sa2) of a person 2-4 m from the camera at the preset's density: measured on the
+    /// synthetic `tiny` and `small` sets, scaled by area for `base` and `paper`
+    /// (docs/models.md).
     pub fn preset(name: &str) -> Result<Self> {
         let sa = |centres, radius, nsample, mlp: &[usize]| SetAbstractionConfig {
             centres,
@@ -96,7 +99,7 @@ impl PointEncoderConfig {
         };
         let cfg = match name {
             "tiny" => PointEncoderConfig {
-                sa1: sa(16, 0.25, 8, &[16, 32]),
+                sa1: sa(16, 0.2, 8, &[16, 32]),
                 sa2: sa(4, 0.6, 8, &[32, 64]),
                 global_mlp: vec![64],
                 d_model: 64,
@@ -108,8 +111,8 @@ impl PointEncoderConfig {
                 out_dim: 256,
             },
             "small" => PointEncoderConfig {
-                sa1: sa(64, 0.15, 16, &[32, 32, 64]),
-                sa2: sa(16, 0.4, 16, &[64, 64, 128]),
+                sa1: sa(32, 0.12, 12, &[32, 32]),
+                sa2: sa(8, 0.35, 8, &[64, 128]),
                 global_mlp: vec![128, 256],
                 d_model: 128,
                 heads: 4,
@@ -120,8 +123,8 @@ impl PointEncoderConfig {
                 out_dim: 256,
             },
             "base" => PointEncoderConfig {
-                sa1: sa(256, 0.1, 32, &[64, 64, 128]),
-                sa2: sa(64, 0.3, 32, &[128, 128, 256]),
+                sa1: sa(128, 0.1, 16, &[64, 64, 128]),
+                sa2: sa(32, 0.25, 16, &[128, 128, 256]),
                 global_mlp: vec![256, 512],
                 d_model: 256,
                 heads: 4,
@@ -132,7 +135,7 @@ impl PointEncoderConfig {
                 out_dim: 256,
             },
             "paper" => PointEncoderConfig {
-                sa1: sa(512, 0.08, 32, &[64, 64, 128]),
+                sa1: sa(512, 0.07, 32, &[64, 64, 128]),
                 sa2: sa(128, 0.25, 64, &[128, 128, 256]),
                 global_mlp: vec![256, 512, 1024],
                 d_model: 512,
@@ -315,15 +318,17 @@ impl PointEncoder {
         let n = b * t;
         let (centred, valid) = Self::centre(points)?;
         let xyz = centred.reshape([n, p, 3])?;
-        let xyz_t = xyz.permute(&[0, 2, 1])?;
-        let l1 = self.sa1.forward(&xyz, &xyz_t, None)?;
-        let l2 = self.sa2.forward(&l1.xyz, &l1.xyz_t, Some(&l1.features))?;
+        let xyz_cm = xyz.permute(&[2, 0, 1])?.reshape([1, 3, n * p])?;
+        let l1 = self.sa1.forward(&xyz.detach(), &xyz_cm, None)?;
+        let l2 = self.sa2.forward(&l1.xyz, &l1.xyz_cm, Some(&l1.features))?;
         let m2 = cfg.sa2.centres;
+        let c2 = l2.features.dims()[1];
         let g = self
             .global
-            .forward(&Tensor::concat(&[&l2.xyz_t, &l2.features], 1)?)?;
-        let cg = g.dims()[1];
-        let (frame, _) = neighbour_max_pool(&g.reshape([n, cg, 1, m2])?)?;
+            .forward(&Tensor::concat(&[&l2.xyz_cm, &l2.features], 1)?.reshape([3 + c2, n * m2])?)?;
+        let cg = g.dims()[0];
+        let (frame, _) = neighbour_max_pool(&g.reshape([1, cg, n, m2])?)?;
+        let frame = frame.reshape([cg, n])?.permute(&[1, 0])?;
         let pos = self.pos_embedding.narrow(0, 0, t)?;
         let mut h = self.embed.forward(&frame.reshape([b, t, cg])?)?.add(&pos)?;
         if let Some(d) = &self.dropout {

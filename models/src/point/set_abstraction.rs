@@ -6,11 +6,18 @@
 //! implementations normalise), concatenates the previous level's features of those points,
 //! runs a shared MLP (1x1 convolution, batch norm, ReLU per layer) on every (centre,
 //! neighbour) pair and max-pools over the neighbours.
+//!
+//! Layout: sampling and ball queries run per cloud on `(N, P, 3)`, but every feature tensor is
+//! channel-major, `(1, C, N * P)` (channel, then every point of every cloud): the indices are
+//! made global (`n * P + i`) so that grouping yields `(1, C, N * M, S)`, and each shared-MLP
+//! layer is then one `(C_out, C_in) @ (C_in, N * M * S)` product and a batch norm over
+//! contiguous channel rows. (Per-cloud `(N, C, L)` tensors would need N small products, and
+//! channels-last rows a strided batch norm: both measured several times slower.)
 
 use super::{invalid, shape_error};
 use engine::nn::{BatchNorm, BatchNormConfig, Linear, Module, ParamPath};
 use engine::ops::pointnet::{ball_query, farthest_point_sample, group_points, neighbour_max_pool};
-use engine::{Result, Tensor};
+use engine::{DType, Result, Tensor};
 
 /// One set-abstraction level: how many centres, the ball radius in metres (the encoder centres
 /// each clip but keeps metres), the neighbours per ball and the shared MLP's output widths.
@@ -49,9 +56,10 @@ impl SetAbstractionConfig {
     }
 }
 
-/// A PointNet shared MLP on channel-first `(N, C, L)` tensors: per layer a bias-free 1x1
-/// convolution (a `(C_out, C_in)` weight applied to every position; batch norm cancels a bias),
-/// batch norm over `(N, L)` per channel, ReLU. Parameters `<i>.conv.weight`, `<i>.bn.*`.
+/// A PointNet shared MLP on channel-major `(C, R)` tensors (`R` positions): per layer a
+/// bias-free 1x1 convolution (a `(C_out, C_in)` weight applied to every position; batch norm
+/// cancels a bias), batch norm per channel over the R positions, ReLU. Parameters
+/// `<i>.conv.weight`, `<i>.bn.*`.
 pub struct SharedMlp {
     layers: Vec<(Linear, BatchNorm)>,
 }
@@ -71,24 +79,43 @@ impl SharedMlp {
         Ok(SharedMlp { layers })
     }
 
-    /// `(N, C_in, L)` to `(N, C_out, L)`.
+    /// `(C_in, R)` to `(C_out, R)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let r = x.dims()[1];
         let mut h = x.clone();
         for (conv, bn) in &self.layers {
-            h = bn.forward(&conv.weight.matmul(&h)?)?.relu()?;
+            let y = conv.weight.matmul(&h)?;
+            let c = y.dims()[0];
+            h = bn
+                .forward(&y.reshape([1, c, r])?)?
+                .relu()?
+                .reshape([c, r])?;
         }
         Ok(h)
     }
 }
 
-/// The output of a level: the centres, in both layouts the next level needs, and their
-/// features.
+/// Per-cloud indices `(N, M, K)` into clouds of `p` points, made global (`n * p + i`, indices
+/// into the channel-major `(1, C, N * p)` layout) as `(1, N * M, K)`. Computed in f64 on the
+/// indices' device (exact below 2^53), so no index goes through the host.
+fn globalise(idx: &Tensor, p: usize) -> Result<Tensor> {
+    let (n, m, k) = (idx.dims()[0], idx.dims()[1], idx.dims()[2]);
+    let offsets = Tensor::arange(0.0, (n * p) as f64, p as f64, DType::F64, idx.device())?
+        .reshape([n, 1, 1])?;
+    idx.to_dtype(DType::F64)?
+        .add(&offsets)?
+        .to_dtype(DType::I64)?
+        .reshape([1, n * m, k])
+}
+
+/// The output of a level: its centres and their features.
 pub struct Level {
-    /// `(N, M, 3)` centre coordinates (the input's frame, metres).
+    /// `(N, M, 3)` centre coordinates (the input's frame, metres), for the next level's
+    /// sampling and ball query (no gradient).
     pub xyz: Tensor,
-    /// `(N, 3, M)`, the same coordinates channel-first.
-    pub xyz_t: Tensor,
-    /// `(N, C, M)` features, one per centre.
+    /// `(1, 3, N * M)`, the same coordinates channel-major (differentiable).
+    pub xyz_cm: Tensor,
+    /// `(1, C, N * M)` features, one per centre, channel-major.
     pub features: Tensor,
 }
 
@@ -115,13 +142,14 @@ impl SetAbstraction {
         })
     }
 
-    /// `xyz` `(N, P, 3)` and the same points channel-first `xyz_t` `(N, 3, P)`, with
-    /// `features` `(N, C, P)` when the level has input features. Differentiable in all three
-    /// (the sampled and grouped indices are constants of the forward).
+    /// `xyz` `(N, P, 3)` (used for sampling and ball queries only), the same points
+    /// channel-major `xyz_cm` `(1, 3, N * P)`, and `features` `(1, C, N * P)` when the level
+    /// has input features. Differentiable in `xyz_cm` and `features` (the sampled and grouped
+    /// indices are constants of the forward).
     pub fn forward(
         &self,
         xyz: &Tensor,
-        xyz_t: &Tensor,
+        xyz_cm: &Tensor,
         features: Option<&Tensor>,
     ) -> Result<Level> {
         let (n, p) = (xyz.dims()[0], xyz.dims()[1]);
@@ -134,11 +162,14 @@ impl SetAbstraction {
         }
         let idx = farthest_point_sample(xyz, m, None)?.reshape([n, m, 1])?;
         // Gathering the centres through group_points keeps them differentiable.
-        let centres_t = group_points(xyz_t, &idx)?.reshape([n, 3, m])?;
-        let centres = centres_t.permute(&[0, 2, 1])?;
-        let nbr = ball_query(xyz, &centres, r, s)?;
-        let rel = group_points(xyz_t, &nbr)?
-            .sub(&centres_t.reshape([n, 3, m, 1])?)?
+        let centres_cm = group_points(xyz_cm, &globalise(&idx, p)?)?.reshape([1, 3, n * m])?;
+        let centres = centres_cm
+            .detach()
+            .reshape([3, n, m])?
+            .permute(&[1, 2, 0])?;
+        let nbr = globalise(&ball_query(xyz, &centres, r, s)?, p)?;
+        let rel = group_points(xyz_cm, &nbr)?
+            .sub(&centres_cm.reshape([1, 3, n * m, 1])?)?
             .div_scalar(r)?;
         let grouped = match features {
             Some(f) => Tensor::concat(&[&rel, &group_points(f, &nbr)?], 1)?,
@@ -154,12 +185,12 @@ impl SetAbstraction {
         let c = self.cfg.out_channels();
         let h = self
             .mlp
-            .forward(&grouped.reshape([n, c_in, m * s])?)?
-            .reshape([n, c, m, s])?;
+            .forward(&grouped.reshape([c_in, n * m * s])?)?
+            .reshape([1, c, n * m, s])?;
         let (features, _) = neighbour_max_pool(&h)?;
         Ok(Level {
             xyz: centres,
-            xyz_t: centres_t,
+            xyz_cm: centres_cm,
             features,
         })
     }
