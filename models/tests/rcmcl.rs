@@ -528,3 +528,27 @@ fn tiny_pretraining_on_cuda_matches_the_cpu() {
         }
     }
 }
+
+#[test]
+fn every_preset_is_consistent_and_the_small_ones_build() {
+    for name in RcmclConfig::PRESETS {
+        let cfg = RcmclConfig::preset(name, shape()).unwrap();
+        assert_eq!(cfg.feature_dim().unwrap(), 256, "{name}");
+        // `paper` holds two R(2+1)D-18 streams (about 126 M parameters): its config is checked
+        // above, building it belongs to the GPU machine.
+        if name == "paper" {
+            continue;
+        }
+        let m = Rcmcl::new(&ParamStore::with_seed(2), &cfg).unwrap();
+        eprintln!("model preset {name}: {} parameters", m.store().num_params());
+        assert!(m.store().num_params() > 0);
+    }
+    let err = RcmclConfig::preset("huge", shape())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tiny") && err.contains("paper"), "{err}");
+    let mut bad = tiny_config();
+    bad.point.out_dim = 128;
+    assert!(bad.feature_dim().is_err());
+    assert!(Rcmcl::new(&ParamStore::new(), &bad).is_err());
+}
