@@ -1,0 +1,1 @@
+//! Evaluation: features of a frozen model, linear probes, kNN, robustness (RDP, RGS).

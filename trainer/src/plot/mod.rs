@@ -1,0 +1,1 @@
+//! Plots: t-SNE and the charts of the reports (PNG and SVG).
