@@ -194,6 +194,35 @@ fn every_sample_appears_once_per_epoch() {
 }
 
 #[test]
+fn an_epoch_can_start_at_any_batch() {
+    // A resumed run starts mid-epoch: the batches from position k on are the ones a full epoch
+    // yields there, bit for bit, whatever the thread count.
+    let dir = tempfile::tempdir().unwrap();
+    let ds = dataset(dir.path());
+    for threads in [0, 2, 3] {
+        let loader = Loader::new(
+            ds.clone(),
+            &(0..N as u32).collect::<Vec<_>>(),
+            full_config(threads),
+        )
+        .unwrap();
+        let full = all_batches(&loader, 4);
+        for first in [0, 1, 4, full.len() - 1, full.len()] {
+            let tail: Vec<Batch> = loader.epoch_from(4, first).map(|b| b.unwrap()).collect();
+            assert_eq!(
+                tail.len(),
+                full.len() - first,
+                "threads {threads}, first {first}"
+            );
+            for (a, b) in full[first..].iter().zip(&tail) {
+                assert_eq!(a.index, b.index);
+                assert_same_batch(a, b);
+            }
+        }
+    }
+}
+
+#[test]
 fn loaders_from_a_split() {
     let dir = tempfile::tempdir().unwrap();
     let ds = dataset(dir.path());

@@ -347,10 +347,17 @@ impl Loader {
 
     /// Iterates over the batches of `epoch`, starting the background threads.
     pub fn epoch(&self, epoch: u64) -> Epoch {
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first` on (a resumed run's first epoch): the same
+    /// batches `epoch(epoch)` yields from that position, without building the ones before.
+    pub fn epoch_from(&self, epoch: u64, first: usize) -> Epoch {
         let order = Arc::new(self.order(epoch));
         let batches = self.len();
+        let first = first.min(batches);
         let stop = Arc::new(AtomicBool::new(false));
-        let n = self.shared.cfg.threads.min(batches);
+        let n = self.shared.cfg.threads.min(batches - first);
         let workers = (0..n)
             .map(|w| {
                 let (tx, rx) = sync_channel(self.shared.cfg.prefetch);
@@ -362,7 +369,7 @@ impl Loader {
                 };
                 let handle = std::thread::Builder::new()
                     .name(format!("loader-{w}"))
-                    .spawn(move || job.run(w, n, batches, tx));
+                    .spawn(move || job.run(first + w, n, batches, tx));
                 Worker {
                     rx: Some(rx),
                     handle: handle.ok(),
@@ -373,7 +380,8 @@ impl Loader {
             shared: self.shared.clone(),
             order,
             epoch,
-            next: 0,
+            first,
+            next: first,
             batches,
             done: false,
             stop,
@@ -424,10 +432,10 @@ struct Job {
 }
 
 impl Job {
-    /// Builds batches `w, w + n, ...` until done, stopped, or the consumer is gone.
-    fn run(self, w: usize, n: usize, batches: usize, tx: SyncSender<DataResult<Batch>>) {
+    /// Builds batches `start, start + n, ...` until done, stopped, or the consumer is gone.
+    fn run(self, start: usize, n: usize, batches: usize, tx: SyncSender<DataResult<Batch>>) {
         let mut scratch = Scratch::default();
-        for b in (w..batches).step_by(n) {
+        for b in (start..batches).step_by(n) {
             if self.stop.load(Ordering::Relaxed) {
                 return;
             }
@@ -445,6 +453,8 @@ pub struct Epoch {
     shared: Arc<Shared>,
     order: Arc<Vec<u32>>,
     epoch: u64,
+    /// The first batch this iterator yields (worker `w` builds `first + w, first + w + n, ...`).
+    first: usize,
     next: usize,
     batches: usize,
     done: bool,
@@ -474,13 +484,13 @@ impl Iterator for Epoch {
             build_batch(&self.shared, &self.order, self.epoch, b, &mut self.scratch)
         } else {
             let n = self.workers.len();
-            let rx = self.workers[b % n].rx.as_ref();
+            let w = (b - self.first) % n;
+            let rx = self.workers[w].rx.as_ref();
             match rx.map(|rx| rx.recv()) {
                 Some(Ok(r)) => r,
                 // The thread ended without sending: it panicked (or never started).
                 _ => Err(DataError::Invalid(format!(
-                    "loader thread {} stopped before building batch {b}",
-                    b % n
+                    "loader thread {w} stopped before building batch {b}"
                 ))),
             }
         };
