@@ -1,4 +1,14 @@
 //! The trainer's library: everything the `trainer` binary does, testable without the CLI.
 
+pub mod checkpoint;
+pub mod commands;
+pub mod config;
+pub mod data;
+pub mod device;
+pub mod error;
 pub mod eval;
 pub mod plot;
+pub mod pretrain;
+pub mod progress;
+pub mod run_dir;
+pub mod setup;

@@ -1,7 +1,195 @@
-//! `trainer`: the command-line entry point (work in progress: the subcommands arrive with
-//! issue 7).
+//! `trainer`: RCMCL from the command line. `trainer pretrain` with no arguments generates (once)
+//! the small synthetic dataset, pre-trains the small model on the best device here and
+//! reports what it got. `trainer --help` lists every command.
 
-fn main() {
-    eprintln!("trainer: no subcommand is implemented yet (issue 7)");
-    std::process::exit(2);
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use trainer::config::RunConfig;
+use trainer::error::TrainerResult;
+use trainer::progress::Output;
+use trainer::run_dir::RunDir;
+use trainer::{commands, data};
+
+#[derive(Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "RCMCL: self-supervised cross-modal contrastive learning for action recognition from RGB-D, skeletons and point clouds",
+    long_about = "RCMCL: self-supervised cross-modal contrastive learning for action recognition \
+from RGB-D video, skeletons and point clouds, robust to failing sensors.\n\n\
+Start with `trainer pretrain`: it generates the small synthetic dataset (once, into a cache \
+directory), pre-trains the small model and ends with a linear-probe accuracy and a robustness \
+summary. Every run writes a directory under runs/ with the resolved config, metrics.jsonl, \
+checkpoints and report.md."
+)]
+struct Cli {
+    /// Print only the final summary (no progress bars).
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Print one JSON object with the results on stdout (and nothing else there).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a synthetic multi-sensor dataset (skeletons in three conventions, depth, RGB,
+    /// point clouds; 32 classes; cross-subject and cross-view splits).
+    Synth {
+        /// tiny (tests, about a second), small (the default training set, about 1 GB), paper
+        /// (NTU-like sizes, about 21 GB).
+        #[arg(long, default_value = "small")]
+        preset: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing dataset there.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Import NTU RGB+D (60 or 120) skeletons, and optionally masked depth maps (giving depth
+    /// and point clouds), into the dataset format.
+    ImportNtu {
+        /// The folder of .skeleton files.
+        #[arg(long)]
+        skeletons: PathBuf,
+        /// The nturgb+d_depth_masked folder (one sub-folder per sample).
+        #[arg(long)]
+        depth: Option<PathBuf>,
+        /// 60 or 120.
+        #[arg(long, default_value_t = 60)]
+        version: u32,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Frames per sample.
+        #[arg(long, default_value_t = 64)]
+        frames: usize,
+        /// Replace an existing dataset there.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Self-supervised pre-training with L_total = L_CM + 0.5 L_IM + 0.2 L_deg + 0.5 L_FUSION.
+    Pretrain(RunArgs),
+}
+
+/// How a training command finds its configuration, device and run directory.
+#[derive(Args)]
+struct RunArgs {
+    /// tiny, small (default), base or paper.
+    #[arg(long, default_value = "small")]
+    preset: String,
+    /// A TOML file overriding the preset (unknown keys are errors).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override one setting, e.g. --set train.epochs=10 --set objective.negatives=hard.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// auto (a usable GPU, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Where new run directories are made.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Use exactly this run directory.
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (its saved config is used).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "sets", "preset", "run_dir"])]
+    resume: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = if cli.json {
+        Output::Json
+    } else if cli.quiet {
+        Output::Quiet
+    } else {
+        Output::Normal
+    };
+    match run(cli.command, out) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
+    match command {
+        Command::Synth {
+            preset,
+            out: dir,
+            replace,
+        } => {
+            data::generate(&preset, &dir, replace, out)?;
+            out.say(&format!("wrote {}", dir.display()));
+            if out == Output::Json {
+                println!("{}", serde_json::json!({ "dataset": dir }));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ImportNtu {
+            skeletons,
+            depth,
+            version,
+            out: dir,
+            frames,
+            replace,
+        } => {
+            let report = commands::import_ntu(&skeletons, depth, version, &dir, frames, replace)?;
+            out.say(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pretrain(args) => {
+            let (cfg, run, resume) = open_run(&args, "pretrain")?;
+            let stop = interrupt_flag(out);
+            let outcome = commands::pretrain(&cfg, &run, resume, out, &stop)?;
+            Ok(outcome)
+        }
+    }
+}
+
+/// The configuration and run directory of a training command: a new run, or the one to resume.
+fn open_run(args: &RunArgs, command: &str) -> TrainerResult<(RunConfig, RunDir, bool)> {
+    if let Some(dir) = &args.resume {
+        let run = RunDir::open(dir)?;
+        let mut cfg = run.load_config()?;
+        if let Some(d) = &args.device {
+            cfg.device = d.clone();
+        }
+        return Ok((cfg, run, true));
+    }
+    let mut sets = args.sets.clone();
+    if let Some(d) = &args.device {
+        sets.push(format!("device=\"{d}\""));
+    }
+    let cfg = RunConfig::resolve(&args.preset, args.config.as_deref(), &sets)?;
+    let run = RunDir::create(&args.runs_dir, args.run_dir.as_deref(), command, &args.preset)?;
+    run.save_config(&cfg)?;
+    Ok((cfg, run, false))
+}
+
+/// A flag set by the first Ctrl-C (the run saves a checkpoint and stops after its step); a
+/// second Ctrl-C exits at once.
+fn interrupt_flag(out: Output) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)");
+    });
+    if let Err(e) = installed {
+        out.warn(&format!("Ctrl-C will not save a checkpoint: {e}"));
+    }
+    stop
 }

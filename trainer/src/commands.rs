@@ -1,0 +1,151 @@
+//! The commands behind the CLI: each runs, writes its run directory's report and returns what
+//! the user sees at the end.
+
+use crate::config::RunConfig;
+use crate::error::{TrainerError, TrainerResult};
+use crate::pretrain::{pretrain as pretrain_loop, Ending, PretrainOutcome};
+use crate::progress::Output;
+use crate::run_dir::RunDir;
+use models::data::ntu::{import_dir, NtuImportConfig, NtuVersion};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+/// `trainer import-ntu`: a thin wrapper over the NTU importer; returns a summary line.
+pub fn import_ntu(
+    skeletons: &Path,
+    depth: Option<PathBuf>,
+    version: u32,
+    out: &Path,
+    frames: usize,
+    replace: bool,
+) -> TrainerResult<String> {
+    let version = match version {
+        60 => NtuVersion::Ntu60,
+        120 => NtuVersion::Ntu120,
+        v => {
+            return Err(TrainerError::Config(format!(
+                "--version must be 60 or 120, got {v}"
+            )))
+        }
+    };
+    let mut cfg = NtuImportConfig::new(version, skeletons);
+    cfg.depth_dir = depth;
+    cfg.frames = frames;
+    cfg.replace = replace;
+    let report = import_dir(&cfg, out)?;
+    let mut s = format!(
+        "imported {} samples into {} ({} skipped as listed missing, {} from another release, {} failed)",
+        report.imported,
+        out.display(),
+        report.skipped_missing.len(),
+        report.skipped_other_release.len(),
+        report.failures.len()
+    );
+    for f in report.failures.iter().take(10) {
+        s.push_str(&format!("\n  {f:?}"));
+    }
+    Ok(s)
+}
+
+/// `trainer pretrain`: the loop, then the report.
+pub fn pretrain(
+    cfg: &RunConfig,
+    run: &RunDir,
+    resume: bool,
+    out: Output,
+    stop: &AtomicBool,
+) -> TrainerResult<ExitCode> {
+    let outcome = pretrain_loop(cfg, run, resume, out, stop)?;
+    let report = pretrain_report(cfg, run, &outcome);
+    run.write_report(&report)?;
+    if out == Output::Json {
+        let losses: serde_json::Map<String, serde_json::Value> = outcome
+            .final_losses
+            .iter()
+            .map(|(n, v)| (n.clone(), serde_json::json!(v)))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "run_dir": run.path(),
+                "finished": outcome.ending == Ending::Finished,
+                "steps": outcome.steps,
+                "total_steps": outcome.total_steps,
+                "skipped_steps": outcome.skipped,
+                "final_losses": losses,
+                "samples_per_s": outcome.samples_per_s,
+                "seconds": outcome.seconds,
+                "device": outcome.device,
+            })
+        );
+    } else {
+        out.say(&summary(run, &outcome));
+    }
+    Ok(match outcome.ending {
+        Ending::Finished => ExitCode::SUCCESS,
+        Ending::Interrupted => ExitCode::from(130),
+    })
+}
+
+fn summary(run: &RunDir, o: &PretrainOutcome) -> String {
+    let mut s = String::new();
+    match o.ending {
+        Ending::Finished => s.push_str(&format!(
+            "pre-training finished: {} steps in {:.0} s ({:.1} samples/s on {})\n",
+            o.steps, o.seconds, o.samples_per_s, o.device
+        )),
+        Ending::Interrupted => s.push_str(&format!(
+            "interrupted at step {} of {}; checkpoint saved. Continue with:\n  trainer pretrain --resume {}\n",
+            o.steps,
+            o.total_steps,
+            run.path().display()
+        )),
+    }
+    if !o.final_losses.is_empty() {
+        let terms: Vec<String> = o
+            .final_losses
+            .iter()
+            .map(|(n, v)| format!("{n} {v:.4}"))
+            .collect();
+        s.push_str(&format!("last-epoch mean losses: {}\n", terms.join(", ")));
+    }
+    if o.skipped > 0 {
+        s.push_str(&format!(
+            "{} steps were skipped for non-finite values\n",
+            o.skipped
+        ));
+    }
+    s.push_str(&format!(
+        "run directory: {} (report.md, metrics.jsonl, checkpoints/)",
+        run.path().display()
+    ));
+    s
+}
+
+fn pretrain_report(cfg: &RunConfig, run: &RunDir, o: &PretrainOutcome) -> String {
+    let mut r = format!(
+        "# Pre-training report\n\nRun directory: `{}`\n\n| setting | value |\n|---|---|\n| preset | {} |\n| model | {} ({} parameters, fusion {}) |\n| device | {} |\n| steps | {} of {} ({} per epoch, batch {}) |\n| skipped steps | {} |\n| time | {:.0} s ({:.1} samples/s) |\n",
+        run.path().display(),
+        cfg.preset,
+        cfg.model.preset,
+        o.num_params,
+        cfg.model.fusion,
+        o.device,
+        o.steps,
+        o.total_steps,
+        o.steps_per_epoch,
+        cfg.train.batch_size,
+        o.skipped,
+        o.seconds,
+        o.samples_per_s
+    );
+    if !o.final_losses.is_empty() {
+        r.push_str("\n## Losses (mean over the last epoch, unweighted)\n\n| term | value |\n|---|---|\n");
+        for (n, v) in &o.final_losses {
+            r.push_str(&format!("| {n} | {v:.4} |\n"));
+        }
+    }
+    r.push_str("\nThe resolved configuration is in `config.toml`; every logged step is in `metrics.jsonl`.\n");
+    r
+}
