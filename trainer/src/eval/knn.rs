@@ -70,42 +70,72 @@ pub fn knn_predict(
     }
     let train = normalised(train_x, dim);
     let test = normalised(test_x, dim);
+    let n_test = test.len() / dim;
+    // Test rows are independent: split them over the cores (the result does not depend on
+    // the split).
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(n_test.div_ceil(64))
+        .max(1);
+    let rows_per = n_test.div_ceil(threads);
+    let mut pred = vec![0i64; n_test];
+    std::thread::scope(|scope| {
+        for (q, out) in test
+            .chunks(rows_per * dim)
+            .zip(pred.chunks_mut(rows_per))
+        {
+            let (train, train_y) = (&train, train_y);
+            scope.spawn(move || predict_rows(q, train, train_y, out, dim, classes, k, t));
+        }
+    });
+    Some(pred)
+}
+
+/// The kNN prediction of each row of `test` (normalised) into `out`.
+#[allow(clippy::too_many_arguments)]
+fn predict_rows(
+    test: &[f32],
+    train: &[f32],
+    train_y: &[i64],
+    out: &mut [i64],
+    dim: usize,
+    classes: usize,
+    k: usize,
+    t: f64,
+) {
     let n_train = train_y.len();
     let k = k.min(n_train);
     let mut sims: Vec<(f32, usize)> = Vec::with_capacity(n_train);
     let mut votes = vec![0f64; classes];
-    let pred = test
-        .chunks_exact(dim)
-        .map(|q| {
-            sims.clear();
-            sims.extend(
-                train
-                    .chunks_exact(dim)
-                    .enumerate()
-                    .map(|(j, r)| (dot(q, r), j)),
-            );
-            // Most similar first, then the lower train index.
-            // (Similarities are finite; -0 and +0 compare equal.)
-            let order = |a: &(f32, usize), b: &(f32, usize)| {
-                b.0.partial_cmp(&a.0)
-                    .unwrap_or(std::cmp::Ordering::Equal)
-                    .then(a.1.cmp(&b.1))
-            };
-            if k < n_train {
-                sims.select_nth_unstable_by(k - 1, order);
-            }
-            let nearest = &mut sims[..k];
-            nearest.sort_unstable_by(order);
-            // exp((sim - max) / t): the same argmax as exp(sim / t), without overflow.
-            let top = nearest[0].0 as f64;
-            votes.fill(0.0);
-            for &(s, j) in nearest.iter() {
-                votes[train_y[j] as usize] += ((s as f64 - top) / t).exp();
-            }
-            argmax(&votes).unwrap_or(0) as i64
-        })
-        .collect();
-    Some(pred)
+    for (q, p) in test.chunks_exact(dim).zip(out) {
+        sims.clear();
+        sims.extend(
+            train
+                .chunks_exact(dim)
+                .enumerate()
+                .map(|(j, r)| (dot(q, r), j)),
+        );
+        // Most similar first, then the lower train index (similarities are finite; -0 and
+        // +0 compare equal).
+        let order = |a: &(f32, usize), b: &(f32, usize)| {
+            b.0.partial_cmp(&a.0)
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        };
+        if k < n_train {
+            sims.select_nth_unstable_by(k - 1, order);
+        }
+        let nearest = &mut sims[..k];
+        nearest.sort_unstable_by(order);
+        // exp((sim - max) / t): the same argmax as exp(sim / t), without overflow.
+        let top = nearest[0].0 as f64;
+        votes.fill(0.0);
+        for &(s, j) in nearest.iter() {
+            votes[train_y[j] as usize] += ((s as f64 - top) / t).exp();
+        }
+        *p = argmax(&votes).unwrap_or(0) as i64;
+    }
 }
 
 /// The rows of `x` scaled to unit L2 norm (zero rows stay zero).
@@ -231,6 +261,29 @@ mod tests {
         assert!(knn_top1(&train, &y, &q, &[0, 1], 2, 2, 1, 0.07).is_nan());
         assert!(knn_top1(&train, &y, &[f32::NAN, 0.0], &[0], 2, 2, 1, 0.07).is_nan());
         assert!(knn_top1(&train, &y, &[], &[], 2, 2, 1, 0.07).is_nan());
+    }
+
+    #[test]
+    fn splitting_over_threads_changes_nothing() {
+        let mut rng = crate::eval::metrics::SplitMix::new(12);
+        let mut uniform = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                .collect()
+        };
+        let (dim, classes, n_train, n_test) = (10, 7, 150, 333);
+        let train = uniform(n_train * dim);
+        let test = uniform(n_test * dim);
+        let train_y: Vec<i64> = (0..n_train as i64).map(|i| (i * 5) % classes).collect();
+        let pred = knn_predict(&train, &train_y, &test, dim, classes as usize, 9, 0.1).unwrap();
+        let mut one = vec![-1; n_test];
+        let (a, b) = (normalised(&train, dim), normalised(&test, dim));
+        predict_rows(&b, &a, &train_y, &mut one, dim, classes as usize, 9, 0.1);
+        assert_eq!(pred, one);
+        let mut seen = one.clone();
+        seen.sort();
+        seen.dedup();
+        assert!(seen.len() > 3, "varied predictions: {seen:?}");
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn linear_logits(x: &[f32], dim: usize, weight: &[f32], bias: &[f32]) -> Vec<f32
 /// standard deviation of 1 (it is only centred); so does one whose spread is below about 1e-6
 /// of its magnitude (float round-off).
 pub fn feature_stats(x: &[f32], dim: usize) -> (Vec<f64>, Vec<f64>) {
-    let n = if dim == 0 { 0 } else { x.len() / dim };
+    let n = x.len().checked_div(dim).unwrap_or(0);
     let mut mean = vec![0f64; dim];
     let mut var = vec![0f64; dim];
     if n == 0 {
@@ -194,9 +194,9 @@ pub fn linear_probe(
             ),
         ));
     }
-    if !(cfg.lr.is_finite() && cfg.lr > 0.0)
-        || !(cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0)
-    {
+    let lr_ok = cfg.lr.is_finite() && cfg.lr > 0.0;
+    let wd_ok = cfg.weight_decay.is_finite() && cfg.weight_decay >= 0.0;
+    if !lr_ok || !wd_ok {
         return Err(Error::invalid(
             op,
             format!(
