@@ -81,10 +81,7 @@ pub fn knn_predict(
     let rows_per = n_test.div_ceil(threads);
     let mut pred = vec![0i64; n_test];
     std::thread::scope(|scope| {
-        for (q, out) in test
-            .chunks(rows_per * dim)
-            .zip(pred.chunks_mut(rows_per))
-        {
+        for (q, out) in test.chunks(rows_per * dim).zip(pred.chunks_mut(rows_per)) {
             let (train, train_y) = (&train, train_y);
             scope.spawn(move || predict_rows(q, train, train_y, out, dim, classes, k, t));
         }
