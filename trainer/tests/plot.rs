@@ -272,6 +272,20 @@ fn count(svg: &str, tag: &str) -> usize {
     svg.matches(&format!("<{tag} ")).count()
 }
 
+/// Elements `<tag ...>` whose attributes contain `attr` (e.g. a stroke colour).
+fn count_with(svg: &str, tag: &str, attr: &str) -> usize {
+    svg.split(&format!("<{tag} "))
+        .skip(1)
+        .filter(|rest| rest.split('>').next().unwrap().contains(attr))
+        .count()
+}
+
+/// The SVG colour of series / class `i`.
+fn svg_color(i: usize) -> String {
+    let c = trainer::plot::class_color(i);
+    format!("#{:02X}{:02X}{:02X}", c[0], c[1], c[2])
+}
+
 /// Checks the two files of a chart and returns the SVG text.
 fn check_files(files: &[PathBuf], stem: &Path, size: (u32, u32), title: &str) -> String {
     assert_eq!(files.len(), 2);
@@ -365,8 +379,11 @@ fn gates_over_time_writes_png_and_svg() {
     let svg = check_files(&files, &stem, CHART_SIZE, title);
     assert!(has_text(&svg, "sensor dropped"));
     assert!(has_text(&svg, "frame"));
-    // One polyline per series (plus the dashed event line's segments, also polylines).
-    assert!(count(&svg, "polyline") >= 3);
+    // One polyline per series and one per legend entry.
+    for i in 0..3 {
+        let stroke = format!(r#"stroke="{}""#, svg_color(i));
+        assert_eq!(count_with(&svg, "polyline", &stroke), 2, "series {i}");
+    }
     // Markers: 50 per series, shapes circle / triangle / square in turn, plus one in the legend.
     assert_eq!(count(&svg, "circle"), frames + 1);
     assert_eq!(count(&svg, "polygon"), frames + 1);
@@ -391,7 +408,10 @@ fn lines_linear_and_log() {
     assert!(has_text(&svg, "top-1 accuracy (%)"));
     assert_eq!(count(&svg, "circle"), 4 + 1);
     assert_eq!(count(&svg, "polygon"), 4 + 1);
-    assert!(count(&svg, "polyline") >= 2);
+    for i in 0..2 {
+        let stroke = format!(r#"stroke="{}""#, svg_color(i));
+        assert_eq!(count_with(&svg, "polyline", &stroke), 2, "series {i}");
+    }
 
     let loss: Vec<(String, Vec<(f64, f64)>)> = vec![
         ("L_total".into(), (0..300).map(|s| (s as f64, 8.0 * (-(s as f64) / 80.0).exp() + 0.2)).collect()),
@@ -400,9 +420,15 @@ fn lines_linear_and_log() {
     let stem = dir.join("loss");
     let files = lines(&loss, "step", "loss", "Pre-training losses", true, &stem).unwrap();
     let svg = check_files(&files, &stem, CHART_SIZE, "Pre-training losses");
-    // Long series: lines only, no markers.
+    // Long series: lines only, no markers; one polyline per series and one in the legend.
     assert_eq!(count(&svg, "circle"), 0);
-    assert_eq!(count(&svg, "polyline"), 2 + 2);
+    for i in 0..2 {
+        let stroke = format!(r#"stroke="{}""#, svg_color(i));
+        assert_eq!(count_with(&svg, "polyline", &stroke), 2, "series {i}");
+        let line = svg.split("<polyline ").skip(1).find(|r| r.contains(&stroke)).unwrap();
+        let points = line.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        assert!(points.split_whitespace().count() > 100, "series {i} is not drawn in full");
+    }
 }
 
 #[test]

@@ -210,7 +210,8 @@ fn draw_legend<DB: DrawingBackend>(
         if let Some(m) = e.marker {
             draw_marker(area, m, (29, y), 6, e.color, 1.0)?;
         }
-        area.draw_text(&e.label, &left, (54, y)).map_err(draw_err)?;
+        let x = if e.line || e.marker.is_some() { 54 } else { 14 };
+        area.draw_text(&e.label, &left, (x, y)).map_err(draw_err)?;
         y += 26;
     }
     Ok(y + 12)
@@ -298,6 +299,54 @@ fn padded(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
     (lo - frac * span, hi + frac * span)
 }
 
+/// Nice linear ticks: about `n` multiples of 1, 2 or 5 times a power of ten within `[lo, hi]`.
+fn linear_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let raw = (hi - lo) / n.max(1) as f64;
+    if !(raw.is_finite() && raw > 0.0) {
+        return vec![lo];
+    }
+    let p = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * p);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// Ticks of a log axis over `[lo, hi]` (0 < lo < hi): labelled ticks at 1-2-5 multiples of powers
+/// of ten (only powers of ten over many decades, every digit over a narrow range, nice linear
+/// ticks within a single digit step), light grid lines at every digit.
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let (e0, e1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let with = |mantissas: &[f64]| -> Vec<f64> {
+        let mut v = Vec::new();
+        for e in e0..=e1 {
+            for &m in mantissas {
+                let t = m * 10f64.powi(e);
+                if t >= lo && t <= hi {
+                    v.push(t);
+                }
+            }
+        }
+        v
+    };
+    let digits: Vec<f64> = (1..10).map(f64::from).collect();
+    let light = with(&digits);
+    let mut bold = with(&[1.0, 2.0, 5.0]);
+    if bold.len() > 12 {
+        bold = with(&[1.0]);
+    } else if bold.len() < 3 {
+        bold = light.clone();
+        if bold.len() < 2 {
+            bold = linear_ticks(lo, hi, 5);
+        }
+    }
+    (bold, light)
+}
+
 fn check_title(title: &str) -> Result<(), PlotError> {
     if title.contains(['\n', '\r']) {
         return Err(PlotError::invalid("chart title must be one line"));
@@ -342,6 +391,7 @@ impl Figure for Scatter<'_> {
         let all_labels: Vec<String> = class_labels.iter().chain(&modality_labels).cloned().collect();
 
         let body = root
+            .margin(10, 0, 0, 0)
             .titled(self.title, (FONT, TITLE_PX).into_font())
             .map_err(draw_err)?;
         let lw = legend_width(root, &["Modality", "Class (colour)"], &all_labels)?;
@@ -540,6 +590,7 @@ impl LineChart<'_> {
             .configure_mesh()
             .light_line_style(RGBColor(235, 235, 235))
             .bold_line_style(RGBColor(215, 215, 215))
+            .max_light_lines(4)
             .x_labels(8)
             .y_labels(8)
             .x_label_formatter(&xf)
@@ -597,6 +648,7 @@ impl Figure for LineChart<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), PlotError> {
         let labels: Vec<String> = self.series.iter().map(|(n, _)| n.to_string()).collect();
         let body = root
+            .margin(10, 0, 0, 0)
             .titled(self.title, (FONT, TITLE_PX).into_font())
             .map_err(draw_err)?;
         let lw = legend_width(root, &[], &labels)?;
@@ -618,12 +670,19 @@ impl Figure for LineChart<'_> {
                 let f = (dhi / dlo).powf(0.04);
                 (dlo / f, dhi * f)
             };
+            let (bold, light) = log_ticks(lo, hi);
             let mut chart = builder
-                .build_cartesian_2d(x0..x1, (lo..hi).log_scale())
+                .build_cartesian_2d(
+                    x0..x1,
+                    (lo..hi)
+                        .log_scale()
+                        .with_key_points(bold)
+                        .with_light_points(light),
+                )
                 .map_err(draw_err)?;
             self.draw_on(&mut chart, lo, hi)?;
         } else {
-            let (lo, hi) = self.y_range.unwrap_or_else(|| padded(dlo, dhi, 0.05));
+            let (lo, hi) = self.y_range.unwrap_or_else(|| padded(dlo, dhi, 0.07));
             let mut chart = builder
                 .build_cartesian_2d(x0..x1, lo..hi)
                 .map_err(draw_err)?;

@@ -463,3 +463,104 @@ pub fn kl_divergence(
     let p_sum: f64 = p.iter().sum();
     Ok(kl + p_sum * z.ln())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kl_at(p: &[f64], y: &[[f64; 2]], n: usize) -> f64 {
+        let terms = row_terms(p, y, n, true);
+        let z: f64 = terms.iter().map(|t| t.z).sum();
+        let mut kl = 0.0;
+        for (i, t) in terms.iter().enumerate() {
+            for &v in &p[i * n..(i + 1) * n] {
+                if v > 0.0 {
+                    kl += v * v.ln();
+                }
+            }
+            kl -= t.p_ln_num;
+        }
+        kl + p.iter().sum::<f64>() * z.ln()
+    }
+
+    /// The analytic gradient used by the descent equals central finite differences of
+    /// KL(P || Q), and KL matches its definition sum p ln(p / q) computed directly.
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let n = 12;
+        let dim = 5;
+        let mut rng = SplitMix64(3);
+        let x: Vec<f32> = (0..n * dim).map(|_| rng.next_normal() as f32).collect();
+        let y: Vec<[f64; 2]> = (0..n).map(|_| [rng.next_normal(), rng.next_normal()]).collect();
+        let d = squared_distances(&x, n, dim);
+        let (cond, _) = conditional_from_distances(&d, n, 4.0);
+        let p = joint_probabilities(&cond, n);
+
+        // KL from its definition.
+        let mut num = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if i != j {
+                    let (dx, dy) = (y[i][0] - y[j][0], y[i][1] - y[j][1]);
+                    num[i * n + j] = 1.0 / (1.0 + dx * dx + dy * dy);
+                }
+            }
+        }
+        let z: f64 = num.iter().sum();
+        let direct: f64 = (0..n * n)
+            .filter(|&k| k / n != k % n)
+            .map(|k| p[k] * (p[k] / (num[k] / z)).ln())
+            .sum();
+        let ours = kl_at(&p, &y, n);
+        assert!((direct - ours).abs() < 1e-12, "{direct} vs {ours}");
+
+        let terms = row_terms(&p, &y, n, false);
+        let z: f64 = terms.iter().map(|t| t.z).sum();
+        let h = 1e-6;
+        for i in 0..n {
+            for k in 0..2 {
+                let analytic = 4.0 * (terms[i].a[k] - terms[i].b[k] / z);
+                let mut yp = y.clone();
+                yp[i][k] += h;
+                let mut ym = y.clone();
+                ym[i][k] -= h;
+                let numeric = (kl_at(&p, &yp, n) - kl_at(&p, &ym, n)) / (2.0 * h);
+                assert!(
+                    (analytic - numeric).abs() < 1e-6 * (1.0 + analytic.abs()),
+                    "point {i} axis {k}: {analytic} vs {numeric}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn joint_probabilities_are_symmetric_and_sum_to_one() {
+        let n = 9;
+        let mut rng = SplitMix64(5);
+        let x: Vec<f32> = (0..n * 3).map(|_| rng.next_normal() as f32).collect();
+        let d = squared_distances(&x, n, 3);
+        let (cond, _) = conditional_from_distances(&d, n, 3.0);
+        let p = joint_probabilities(&cond, n);
+        for i in 0..n {
+            assert_eq!(p[i * n + i], 0.0);
+            for j in 0..n {
+                assert_eq!(p[i * n + j], p[j * n + i]);
+                if i != j {
+                    let want = (cond[i * n + j] + cond[j * n + i]) / (2.0 * n as f64);
+                    assert!((p[i * n + j] - want.max(P_FLOOR)).abs() < 1e-15);
+                }
+            }
+        }
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn gaussian_initialisation_has_the_requested_scale() {
+        let mut rng = SplitMix64(11);
+        let v: Vec<f64> = (0..20000).map(|_| 1e-4 * rng.next_normal()).collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let std = (v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        assert!(mean.abs() < 3e-6, "{mean}");
+        assert!((std - 1e-4).abs() < 3e-6, "{std}");
+    }
+}
