@@ -98,7 +98,10 @@ fn calibrated_rows_have_the_requested_perplexity() {
             let (a, b) = if i < 2 { (2, 3) } else { (0, 1) };
             let want = (-betas[i] * (d(a) - d(b))).exp();
             let got = row[a] / row[b];
-            assert!((got - want).abs() <= 1e-9 * want.max(1e-300), "{got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-9 * want.max(1e-300),
+                "{got} vs {want}"
+            );
         }
     }
 }
@@ -118,11 +121,18 @@ fn kl_divergence_decreases() {
     assert_eq!(kl.len(), 17);
     // The trace's last value is the KL divergence of the returned embedding.
     let direct = kl_divergence(&x, 150, 10, 30.0, &y).unwrap();
-    assert!((direct - kl.last().unwrap().1).abs() < 1e-9 * direct, "{direct} vs {kl:?}");
+    assert!(
+        (direct - kl.last().unwrap().1).abs() < 1e-9 * direct,
+        "{direct} vs {kl:?}"
+    );
     // Much lower than at the (collapsed) initialisation.
     assert!(kl.last().unwrap().1 < 0.5 * kl[0].1, "{kl:?}");
     // Non-increasing once the exaggeration is over (allow 1e-3 relative for momentum).
-    let after: Vec<f64> = kl.iter().filter(|(it, _)| *it >= 125).map(|p| p.1).collect();
+    let after: Vec<f64> = kl
+        .iter()
+        .filter(|(it, _)| *it >= 125)
+        .map(|p| p.1)
+        .collect();
     for w in after.windows(2) {
         assert!(w[1] <= w[0] * (1.0 + 1e-3), "KL went up: {kl:?}");
     }
@@ -158,14 +168,29 @@ fn separated_clusters_stay_separated() {
     }
     // And the embedding is not collapsed: clusters are far apart relative to their size.
     let centre = |cl: usize| -> [f64; 2] {
-        let pts: Vec<&[f64; 2]> = y.iter().zip(&c).filter(|p| *p.1 == cl).map(|p| p.0).collect();
+        let pts: Vec<&[f64; 2]> = y
+            .iter()
+            .zip(&c)
+            .filter(|p| *p.1 == cl)
+            .map(|p| p.0)
+            .collect();
         let m = pts.len() as f64;
-        [pts.iter().map(|p| p[0]).sum::<f64>() / m, pts.iter().map(|p| p[1]).sum::<f64>() / m]
+        [
+            pts.iter().map(|p| p[0]).sum::<f64>() / m,
+            pts.iter().map(|p| p[1]).sum::<f64>() / m,
+        ]
     };
     let spread = |cl: usize| -> f64 {
         let m = centre(cl);
-        let pts: Vec<&[f64; 2]> = y.iter().zip(&c).filter(|p| *p.1 == cl).map(|p| p.0).collect();
-        (pts.iter().map(|p| (p[0] - m[0]).powi(2) + (p[1] - m[1]).powi(2)).sum::<f64>()
+        let pts: Vec<&[f64; 2]> = y
+            .iter()
+            .zip(&c)
+            .filter(|p| *p.1 == cl)
+            .map(|p| p.0)
+            .collect();
+        (pts.iter()
+            .map(|p| (p[0] - m[0]).powi(2) + (p[1] - m[1]).powi(2))
+            .sum::<f64>()
             / pts.len() as f64)
             .sqrt()
     };
@@ -173,7 +198,10 @@ fn separated_clusters_stay_separated() {
         for b in a + 1..3 {
             let (ca, cb) = (centre(a), centre(b));
             let dist = ((ca[0] - cb[0]).powi(2) + (ca[1] - cb[1]).powi(2)).sqrt();
-            assert!(dist > 2.0 * (spread(a) + spread(b)), "clusters {a} and {b} overlap");
+            assert!(
+                dist > 2.0 * (spread(a) + spread(b)),
+                "clusters {a} and {b} overlap"
+            );
         }
     }
 }
@@ -189,13 +217,27 @@ fn deterministic_for_a_seed() {
     };
     let a = tsne(&x, 60, 10, &cfg).unwrap();
     let b = tsne(&x, 60, 10, &cfg).unwrap();
-    assert!(a.iter().zip(&b).all(|(p, q)| p[0].to_bits() == q[0].to_bits()
-        && p[1].to_bits() == q[1].to_bits()));
+    assert!(a
+        .iter()
+        .zip(&b)
+        .all(|(p, q)| p[0].to_bits() == q[0].to_bits() && p[1].to_bits() == q[1].to_bits()));
     // Also with a different number of threads.
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
     let c = pool.install(|| tsne(&x, 60, 10, &cfg).unwrap());
     assert_eq!(a, c);
-    let d = tsne(&x, 60, 10, &TsneConfig { seed: 43, ..cfg.clone() }).unwrap();
+    let d = tsne(
+        &x,
+        60,
+        10,
+        &TsneConfig {
+            seed: 43,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
     assert_ne!(a, d);
 }
 
@@ -210,11 +252,43 @@ fn tsne_errors() {
     let invalid = |r: Result<Vec<[f64; 2]>, PlotError>| matches!(r, Err(PlotError::Invalid(_)));
     assert!(tsne(&x, 10, 4, &cfg).is_ok());
     // Perplexity must be below n.
-    assert!(invalid(tsne(&x, 10, 4, &TsneConfig { perplexity: 10.0, ..cfg.clone() })));
-    assert!(invalid(tsne(&x, 10, 4, &TsneConfig { perplexity: 0.0, ..cfg.clone() })));
-    assert!(invalid(tsne(&x, 10, 4, &TsneConfig { perplexity: f64::NAN, ..cfg.clone() })));
+    assert!(invalid(tsne(
+        &x,
+        10,
+        4,
+        &TsneConfig {
+            perplexity: 10.0,
+            ..cfg.clone()
+        }
+    )));
+    assert!(invalid(tsne(
+        &x,
+        10,
+        4,
+        &TsneConfig {
+            perplexity: 0.0,
+            ..cfg.clone()
+        }
+    )));
+    assert!(invalid(tsne(
+        &x,
+        10,
+        4,
+        &TsneConfig {
+            perplexity: f64::NAN,
+            ..cfg.clone()
+        }
+    )));
     // n < 2.
-    assert!(invalid(tsne(&x[..4], 1, 4, &TsneConfig { perplexity: 0.5, ..cfg.clone() })));
+    assert!(invalid(tsne(
+        &x[..4],
+        1,
+        4,
+        &TsneConfig {
+            perplexity: 0.5,
+            ..cfg.clone()
+        }
+    )));
     assert!(invalid(tsne(&[], 0, 4, &cfg)));
     // NaN / infinite input.
     let mut bad = x.clone();
@@ -225,9 +299,28 @@ fn tsne_errors() {
     // Wrong length, zero dimension, bad learning rate or exaggeration.
     assert!(invalid(tsne(&x[..39], 10, 4, &cfg)));
     assert!(invalid(tsne(&x, 10, 0, &cfg)));
-    assert!(invalid(tsne(&x, 10, 4, &TsneConfig { learning_rate: Some(0.0), ..cfg.clone() })));
-    assert!(invalid(tsne(&x, 10, 4, &TsneConfig { early_exaggeration: -1.0, ..cfg.clone() })));
-    assert!(matches!(tsne_traced(&x, 10, 4, &cfg, 0), Err(PlotError::Invalid(_))));
+    assert!(invalid(tsne(
+        &x,
+        10,
+        4,
+        &TsneConfig {
+            learning_rate: Some(0.0),
+            ..cfg.clone()
+        }
+    )));
+    assert!(invalid(tsne(
+        &x,
+        10,
+        4,
+        &TsneConfig {
+            early_exaggeration: -1.0,
+            ..cfg.clone()
+        }
+    )));
+    assert!(matches!(
+        tsne_traced(&x, 10, 4, &cfg, 0),
+        Err(PlotError::Invalid(_))
+    ));
 }
 
 #[test]
@@ -253,7 +346,9 @@ fn config_defaults_follow_the_reference() {
 /// Decodes a PNG and returns (width, height, RGB pixels).
 fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
     let file = std::fs::File::open(path).unwrap();
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     assert_eq!(info.color_type, png::ColorType::Rgb);
@@ -332,7 +427,14 @@ fn embedding_scatter_writes_png_and_svg() {
     assert_eq!(count(&svg, "rect"), 40 + 1 + classes_in_legend + 2);
     // Crosses are two lines each.
     assert!(count(&svg, "line") >= 2 * (40 + 1));
-    for label in ["RGB-D", "Skeleton", "Point cloud", "Fused", "class 3", "t-SNE 1"] {
+    for label in [
+        "RGB-D",
+        "Skeleton",
+        "Point cloud",
+        "Fused",
+        "class 3",
+        "t-SNE 1",
+    ] {
         assert!(has_text(&svg, label), "{label} missing");
     }
 }
@@ -352,11 +454,20 @@ fn embedding_scatter_many_classes() {
     let classes: Vec<usize> = (0..n).map(|i| i % 40).collect();
     let markers: Vec<usize> = (0..n).map(|i| i % 3).collect();
     let stem = dir.join("scatter_40_classes");
-    let files =
-        embedding_scatter(&pts, &classes, &markers, "40 classes, three modalities", &stem).unwrap();
+    let files = embedding_scatter(
+        &pts,
+        &classes,
+        &markers,
+        "40 classes, three modalities",
+        &stem,
+    )
+    .unwrap();
     let svg = check_files(&files, &stem, SCATTER_SIZE, "40 classes, three modalities");
     assert!(has_text(&svg, "40 classes"));
-    assert!(!has_text(&svg, "Fused"), "only the modalities present are listed");
+    assert!(
+        !has_text(&svg, "Fused"),
+        "only the modalities present are listed"
+    );
     // 40 distinct colours.
     let colours: std::collections::HashSet<[u8; 3]> =
         (0..40).map(trainer::plot::class_color).collect();
@@ -369,9 +480,24 @@ fn gates_over_time_writes_png_and_svg() {
     let frames = 50;
     let g = |f: &dyn Fn(usize) -> f64| (0..frames).map(f).collect::<Vec<f64>>();
     let series = vec![
-        ("G_R (RGB-D)".to_string(), g(&|t| if t < 25 { 0.78 } else { 0.86 } + 0.01 * (t as f64 * 0.7).sin())),
-        ("G_S (skeleton)".to_string(), g(&|t| if t < 25 { 0.9 + 0.02 * (t as f64).cos() } else { 0.03 })),
-        ("G_P (point cloud)".to_string(), g(&|t| if t < 25 { 0.7 } else { 0.8 } + 0.015 * (t as f64 * 0.4).cos())),
+        (
+            "G_R (RGB-D)".to_string(),
+            g(&|t| if t < 25 { 0.78 } else { 0.86 } + 0.01 * (t as f64 * 0.7).sin()),
+        ),
+        (
+            "G_S (skeleton)".to_string(),
+            g(&|t| {
+                if t < 25 {
+                    0.9 + 0.02 * (t as f64).cos()
+                } else {
+                    0.03
+                }
+            }),
+        ),
+        (
+            "G_P (point cloud)".to_string(),
+            g(&|t| if t < 25 { 0.7 } else { 0.8 } + 0.015 * (t as f64 * 0.4).cos()),
+        ),
     ];
     let stem = dir.join("gates");
     let title = "AMG gates, skeleton dropped after frame 25";
@@ -397,12 +523,34 @@ fn lines_linear_and_log() {
     let (_keep, dir) = out_dir();
     let sigma = [0.0, 0.05, 0.10, 0.15];
     let acc = vec![
-        ("RCMCL".to_string(), sigma.iter().zip([86.0, 84.1, 81.2, 77.5]).map(|(&s, a)| (s, a)).collect()),
-        ("Supervised".to_string(), sigma.iter().zip([84.0, 78.3, 70.2, 61.9]).map(|(&s, a)| (s, a)).collect()),
+        (
+            "RCMCL".to_string(),
+            sigma
+                .iter()
+                .zip([86.0, 84.1, 81.2, 77.5])
+                .map(|(&s, a)| (s, a))
+                .collect(),
+        ),
+        (
+            "Supervised".to_string(),
+            sigma
+                .iter()
+                .zip([84.0, 78.3, 70.2, 61.9])
+                .map(|(&s, a)| (s, a))
+                .collect(),
+        ),
     ];
     let stem = dir.join("accuracy_vs_noise");
     let title = "Accuracy under skeleton joint noise";
-    let files = lines(&acc, "joint noise sigma", "top-1 accuracy (%)", title, false, &stem).unwrap();
+    let files = lines(
+        &acc,
+        "joint noise sigma",
+        "top-1 accuracy (%)",
+        title,
+        false,
+        &stem,
+    )
+    .unwrap();
     let svg = check_files(&files, &stem, CHART_SIZE, title);
     assert!(has_text(&svg, "joint noise sigma"));
     assert!(has_text(&svg, "top-1 accuracy (%)"));
@@ -414,8 +562,18 @@ fn lines_linear_and_log() {
     }
 
     let loss: Vec<(String, Vec<(f64, f64)>)> = vec![
-        ("L_total".into(), (0..300).map(|s| (s as f64, 8.0 * (-(s as f64) / 80.0).exp() + 0.2)).collect()),
-        ("L_CM".into(), (0..300).map(|s| (s as f64, 5.0 * (-(s as f64) / 60.0).exp() + 0.05)).collect()),
+        (
+            "L_total".into(),
+            (0..300)
+                .map(|s| (s as f64, 8.0 * (-(s as f64) / 80.0).exp() + 0.2))
+                .collect(),
+        ),
+        (
+            "L_CM".into(),
+            (0..300)
+                .map(|s| (s as f64, 5.0 * (-(s as f64) / 60.0).exp() + 0.05))
+                .collect(),
+        ),
     ];
     let stem = dir.join("loss");
     let files = lines(&loss, "step", "loss", "Pre-training losses", true, &stem).unwrap();
@@ -425,9 +583,22 @@ fn lines_linear_and_log() {
     for i in 0..2 {
         let stroke = format!(r#"stroke="{}""#, svg_color(i));
         assert_eq!(count_with(&svg, "polyline", &stroke), 2, "series {i}");
-        let line = svg.split("<polyline ").skip(1).find(|r| r.contains(&stroke)).unwrap();
-        let points = line.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
-        assert!(points.split_whitespace().count() > 100, "series {i} is not drawn in full");
+        let line = svg
+            .split("<polyline ")
+            .skip(1)
+            .find(|r| r.contains(&stroke))
+            .unwrap();
+        let points = line
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            points.split_whitespace().count() > 100,
+            "series {i} is not drawn in full"
+        );
     }
 }
 
@@ -438,28 +609,158 @@ fn chart_errors() {
     let invalid = |r: Result<Vec<PathBuf>, PlotError>| matches!(r, Err(PlotError::Invalid(_)));
     // Scatter.
     assert!(invalid(embedding_scatter(&[], &[], &[], "t", &stem)));
-    assert!(invalid(embedding_scatter(&[[0.0, 1.0]], &[0, 1], &[0], "t", &stem)));
-    assert!(invalid(embedding_scatter(&[[0.0, f64::NAN]], &[0], &[0], "t", &stem)));
-    assert!(invalid(embedding_scatter(&[[0.0, 1.0]], &[0], &[4], "t", &stem)));
+    assert!(invalid(embedding_scatter(
+        &[[0.0, 1.0]],
+        &[0, 1],
+        &[0],
+        "t",
+        &stem
+    )));
+    assert!(invalid(embedding_scatter(
+        &[[0.0, f64::NAN]],
+        &[0],
+        &[0],
+        "t",
+        &stem
+    )));
+    assert!(invalid(embedding_scatter(
+        &[[0.0, 1.0]],
+        &[0],
+        &[4],
+        "t",
+        &stem
+    )));
     // Gates.
     assert!(invalid(gates_over_time(&[], None, "t", &stem)));
-    assert!(invalid(gates_over_time(&[("G".into(), vec![])], None, "t", &stem)));
-    assert!(invalid(gates_over_time(&[("G".into(), vec![0.5, f64::NAN])], None, "t", &stem)));
-    assert!(invalid(gates_over_time(&[("G".into(), vec![0.5])], Some(f64::INFINITY), "t", &stem)));
+    assert!(invalid(gates_over_time(
+        &[("G".into(), vec![])],
+        None,
+        "t",
+        &stem
+    )));
+    assert!(invalid(gates_over_time(
+        &[("G".into(), vec![0.5, f64::NAN])],
+        None,
+        "t",
+        &stem
+    )));
+    assert!(invalid(gates_over_time(
+        &[("G".into(), vec![0.5])],
+        Some(f64::INFINITY),
+        "t",
+        &stem
+    )));
     // Lines.
     assert!(invalid(lines(&[], "x", "y", "t", false, &stem)));
-    assert!(invalid(lines(&[("a".into(), vec![])], "x", "y", "t", false, &stem)));
-    assert!(invalid(lines(&[("a".into(), vec![(f64::NAN, 1.0)])], "x", "y", "t", false, &stem)));
-    assert!(invalid(lines(&[("a".into(), vec![(1.0, 0.0)])], "x", "y", "t", true, &stem)));
-    assert!(invalid(lines(&[("a".into(), vec![(1.0, 1.0)])], "x", "y", "two\nlines", false, &stem)));
+    assert!(invalid(lines(
+        &[("a".into(), vec![])],
+        "x",
+        "y",
+        "t",
+        false,
+        &stem
+    )));
+    assert!(invalid(lines(
+        &[("a".into(), vec![(f64::NAN, 1.0)])],
+        "x",
+        "y",
+        "t",
+        false,
+        &stem
+    )));
+    assert!(invalid(lines(
+        &[("a".into(), vec![(1.0, 0.0)])],
+        "x",
+        "y",
+        "t",
+        true,
+        &stem
+    )));
+    assert!(invalid(lines(
+        &[("a".into(), vec![(1.0, 1.0)])],
+        "x",
+        "y",
+        "two\nlines",
+        false,
+        &stem
+    )));
     assert!(!stem.with_extension("png").exists() && !stem.with_extension("svg").exists());
     // Degenerate but valid data (a single point) is drawn, not refused.
     let one = dir.join("single_point");
-    lines(&[("a".into(), vec![(1.0, 1.0)])], "x", "y", "one point", false, &one).unwrap();
-    embedding_scatter(&[[2.0, 2.0]], &[0], &[3], "one point", &dir.join("single_scatter")).unwrap();
+    lines(
+        &[("a".into(), vec![(1.0, 1.0)])],
+        "x",
+        "y",
+        "one point",
+        false,
+        &one,
+    )
+    .unwrap();
+    embedding_scatter(
+        &[[2.0, 2.0]],
+        &[0],
+        &[3],
+        "one point",
+        &dir.join("single_scatter"),
+    )
+    .unwrap();
     // An unwritable destination is an I/O error, not a panic.
     let blocker = dir.join("a_file");
     std::fs::write(&blocker, b"x").unwrap();
-    let r = lines(&[("a".into(), vec![(1.0, 1.0)])], "x", "y", "t", false, &blocker.join("sub"));
+    let r = lines(
+        &[("a".into(), vec![(1.0, 1.0)])],
+        "x",
+        "y",
+        "t",
+        false,
+        &blocker.join("sub"),
+    );
     assert!(matches!(r, Err(PlotError::Io { .. })), "{r:?}");
+}
+
+/// Timing of the exact t-SNE (1000 iterations) for a few sizes; run with
+/// `cargo test --release -p trainer --test plot -- --ignored --nocapture tsne_timing`.
+#[test]
+#[ignore]
+fn tsne_timing() {
+    for n in [500, 1000, 2000] {
+        let (x, c) = clusters(10, n / 10, 64, 6);
+        let t = std::time::Instant::now();
+        conditional_probabilities(&x, n, 64, 30.0).unwrap();
+        let calib = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let y = tsne(&x, n, 64, &TsneConfig::default()).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        let agree = (0..n)
+            .filter(|&i| nearest(&y, i, 5).iter().all(|&j| c[j] == c[i]))
+            .count();
+        println!(
+            "n = {n}: {secs:.2} s for 1000 iterations ({} threads; P alone {calib:.2} s); 5-NN purity {:.3}",
+            rayon::current_num_threads(),
+            agree as f64 / n as f64
+        );
+    }
+}
+
+#[test]
+fn duplicate_points_give_a_finite_embedding() {
+    // Ten copies of one point and ten of another: within a group all distances are 0, so no
+    // precision reaches the requested perplexity exactly; the result must still be finite.
+    let mut x = vec![0.0f32; 20 * 3];
+    for v in &mut x[30..] {
+        *v = 5.0;
+    }
+    let cfg = TsneConfig {
+        perplexity: 4.0,
+        iterations: 200,
+        ..TsneConfig::default()
+    };
+    let y = tsne(&x, 20, 3, &cfg).unwrap();
+    assert!(y.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
+    let (p, _) = conditional_probabilities(&x, 20, 3, 4.0).unwrap();
+    assert!(p.iter().all(|v| v.is_finite()));
+    // The two groups end up apart: every point's nearest neighbour is in its own group.
+    for i in 0..20 {
+        assert_eq!(nearest(&y, i, 1)[0] / 10, i / 10);
+    }
 }

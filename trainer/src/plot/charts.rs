@@ -131,11 +131,21 @@ impl Marker {
     /// The shape of modality marker `m` (paper Fig. 6: circle RGB-D, square skeleton, triangle
     /// point cloud; a cross for the fused embedding).
     fn of_modality(m: usize) -> Marker {
-        [Marker::Circle, Marker::Square, Marker::Triangle, Marker::Cross][m]
+        [
+            Marker::Circle,
+            Marker::Square,
+            Marker::Triangle,
+            Marker::Cross,
+        ][m]
     }
 
     fn of_series(i: usize) -> Marker {
-        [Marker::Circle, Marker::Triangle, Marker::Square, Marker::Cross][i % 4]
+        [
+            Marker::Circle,
+            Marker::Triangle,
+            Marker::Square,
+            Marker::Cross,
+        ][i % 4]
     }
 }
 
@@ -179,7 +189,11 @@ fn legend_width<DB: DrawingBackend>(
 ) -> Result<u32, PlotError> {
     let font = TextStyle::from((FONT, LEGEND_PX).into_font());
     let mut w = 0;
-    for l in heading.iter().copied().chain(labels.iter().map(|s| s.as_str())) {
+    for l in heading
+        .iter()
+        .copied()
+        .chain(labels.iter().map(|s| s.as_str()))
+    {
         w = w.max(root.estimate_text_size(l, &font).map_err(draw_err)?.0);
     }
     Ok((w + 70).clamp(140, 360))
@@ -204,8 +218,11 @@ fn draw_legend<DB: DrawingBackend>(
     }
     for e in entries {
         if e.line {
-            area.draw(&PathElement::new(vec![(14, y), (44, y)], e.color.stroke_width(3)))
-                .map_err(draw_err)?;
+            area.draw(&PathElement::new(
+                vec![(14, y), (44, y)],
+                e.color.stroke_width(3),
+            ))
+            .map_err(draw_err)?;
         }
         if let Some(m) = e.marker {
             draw_marker(area, m, (29, y), 6, e.color, 1.0)?;
@@ -386,9 +403,15 @@ impl Figure for Scatter<'_> {
         } else {
             vec![format!("{} classes", classes.len())]
         };
-        let modality_labels: Vec<String> =
-            modalities.iter().map(|&m| MODALITY_NAMES[m].to_string()).collect();
-        let all_labels: Vec<String> = class_labels.iter().chain(&modality_labels).cloned().collect();
+        let modality_labels: Vec<String> = modalities
+            .iter()
+            .map(|&m| MODALITY_NAMES[m].to_string())
+            .collect();
+        let all_labels: Vec<String> = class_labels
+            .iter()
+            .chain(&modality_labels)
+            .cloned()
+            .collect();
 
         let body = root
             .margin(10, 0, 0, 0)
@@ -504,7 +527,10 @@ pub fn embedding_scatter(
             markers.len()
         )));
     }
-    if let Some(i) = points.iter().position(|p| !(p[0].is_finite() && p[1].is_finite())) {
+    if let Some(i) = points
+        .iter()
+        .position(|p| !(p[0].is_finite() && p[1].is_finite()))
+    {
         return Err(PlotError::invalid(format!(
             "embedding_scatter: point {i} is not finite ({:?})",
             points[i]
@@ -708,7 +734,9 @@ impl Figure for LineChart<'_> {
 fn check_series_names<'a>(names: impl Iterator<Item = &'a String>) -> Result<(), PlotError> {
     for n in names {
         if n.contains(['\n', '\r']) {
-            return Err(PlotError::invalid(format!("series name {n:?} must be one line")));
+            return Err(PlotError::invalid(format!(
+                "series name {n:?} must be one line"
+            )));
         }
     }
     Ok(())
@@ -732,7 +760,9 @@ pub fn gates_over_time(
     }
     for (name, v) in series {
         if v.is_empty() {
-            return Err(PlotError::invalid(format!("gates_over_time: series {name:?} is empty")));
+            return Err(PlotError::invalid(format!(
+                "gates_over_time: series {name:?} is empty"
+            )));
         }
         if let Some(k) = v.iter().position(|g| !g.is_finite()) {
             return Err(PlotError::invalid(format!(
@@ -743,13 +773,21 @@ pub fn gates_over_time(
     }
     if let Some(e) = event_at {
         if !e.is_finite() {
-            return Err(PlotError::invalid(format!("gates_over_time: event_at {e} is not finite")));
+            return Err(PlotError::invalid(format!(
+                "gates_over_time: event_at {e} is not finite"
+            )));
         }
     }
     check_title(title)?;
     check_series_names(series.iter().map(|(n, _)| n))?;
-    let lo = series.iter().flat_map(|(_, v)| v).fold(0.0f64, |a, &b| a.min(b));
-    let hi = series.iter().flat_map(|(_, v)| v).fold(1.0f64, |a, &b| a.max(b));
+    let lo = series
+        .iter()
+        .flat_map(|(_, v)| v)
+        .fold(0.0f64, |a, &b| a.min(b));
+    let hi = series
+        .iter()
+        .flat_map(|(_, v)| v)
+        .fold(1.0f64, |a, &b| a.max(b));
     let longest = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
     let chart = LineChart {
         series: series
@@ -793,7 +831,9 @@ pub fn lines(
     }
     for (name, v) in series {
         if v.is_empty() {
-            return Err(PlotError::invalid(format!("lines: series {name:?} is empty")));
+            return Err(PlotError::invalid(format!(
+                "lines: series {name:?} is empty"
+            )));
         }
         if let Some(k) = v.iter().position(|p| !(p.0.is_finite() && p.1.is_finite())) {
             return Err(PlotError::invalid(format!(

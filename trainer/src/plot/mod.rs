@@ -15,8 +15,8 @@ pub mod tsne;
 use std::path::PathBuf;
 
 pub use charts::{
-    class_color, embedding_scatter, gates_over_time, lines, MODALITY_NAMES, SCATTER_SIZE,
-    CHART_SIZE,
+    class_color, embedding_scatter, gates_over_time, lines, CHART_SIZE, MODALITY_NAMES,
+    SCATTER_SIZE,
 };
 pub use tsne::{tsne, tsne_traced, TsneConfig, TsneTrace};
 

@@ -4,7 +4,8 @@
 //! The steps follow the reference implementation (`tsne.py` by van der Maaten, and scikit-learn's
 //! `TSNE(method="exact")`):
 //! 1. squared Euclidean distances between the inputs (f64);
-//! 2. for each row i, a binary search on the precision beta_i = 1 / (2 sigma_i^2) so that the
+//! 2. for each row i, a search on the precision beta_i = 1 / (2 sigma_i^2) (bisection bracket with
+//!    Newton steps inside it, to |H - log(perplexity)| < 1e-10) so that the
 //!    conditional distribution p_{j|i} ∝ exp(-beta_i d_ij) has the requested perplexity
 //!    (2^{H(P_i)} with H in bits; we work in nats, exp(H), which is the same number);
 //! 3. the joint P = (P_{j|i} + P_{i|j}) / sum, clamped below at 1e-12 off the diagonal;
@@ -98,14 +99,18 @@ pub fn tsne_traced(
     every: usize,
 ) -> Result<(Vec<[f64; 2]>, TsneTrace), PlotError> {
     if every == 0 {
-        return Err(PlotError::invalid("tsne_traced: `every` must be at least 1"));
+        return Err(PlotError::invalid(
+            "tsne_traced: `every` must be at least 1",
+        ));
     }
     tsne_impl(x, n, dim, cfg, Some(every))
 }
 
 fn validate(x: &[f32], n: usize, dim: usize, cfg: &TsneConfig) -> Result<(), PlotError> {
     if n < 2 {
-        return Err(PlotError::invalid(format!("t-SNE needs at least 2 points, got {n}")));
+        return Err(PlotError::invalid(format!(
+            "t-SNE needs at least 2 points, got {n}"
+        )));
     }
     if dim == 0 {
         return Err(PlotError::invalid("t-SNE: input dimension is 0"));
@@ -138,7 +143,9 @@ fn validate(x: &[f32], n: usize, dim: usize, cfg: &TsneConfig) -> Result<(), Plo
     }
     if let Some(lr) = cfg.learning_rate {
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(PlotError::invalid(format!("t-SNE: learning rate {lr} must be positive")));
+            return Err(PlotError::invalid(format!(
+                "t-SNE: learning rate {lr} must be positive"
+            )));
         }
     }
     Ok(())
@@ -172,10 +179,10 @@ fn calibrate_row(d_row: &[f64], i: usize, target_entropy: f64, p_row: &mut [f64]
         .filter(|&(j, _)| j != i)
         .map(|(_, &v)| v)
         .fold(f64::INFINITY, f64::min);
-    // Entropy (nats) and normalised row for a given beta.
-    let eval = |beta: f64, p_row: &mut [f64]| -> f64 {
-        let mut sum = 0.0;
-        let mut wsum = 0.0;
+    // Entropy H (nats) of the row for a given beta, and dH/dbeta = -beta Var_p(s); writes the
+    // unnormalised row.
+    let eval = |beta: f64, p_row: &mut [f64]| -> (f64, f64) {
+        let (mut sum, mut m1, mut m2) = (0.0, 0.0, 0.0);
         for (j, (p, &dj)) in p_row.iter_mut().zip(d_row).enumerate() {
             if j == i {
                 *p = 0.0;
@@ -185,28 +192,59 @@ fn calibrate_row(d_row: &[f64], i: usize, target_entropy: f64, p_row: &mut [f64]
             let v = (-beta * s).exp();
             *p = v;
             sum += v;
-            wsum += s * v;
+            m1 += s * v;
+            m2 += s * s * v;
         }
         // sum >= 1 (the nearest neighbour contributes exp(0)).
-        sum.ln() + beta * wsum / sum
+        let (e1, e2) = (m1 / sum, m2 / sum);
+        (sum.ln() + beta * e1, -beta * (e2 - e1 * e1))
     };
-    let mut beta = 1.0f64;
+    // Start from 1 / mean shifted distance (the right scale), keep a bracket [lo, hi] of the
+    // root (H decreases with beta), take Newton steps inside the bracket, bisect otherwise.
+    let n_others = (d_row.len() - 1).max(1) as f64;
+    let mean_s = d_row
+        .iter()
+        .enumerate()
+        .filter(|&(j, _)| j != i)
+        .map(|(_, &v)| v - dmin)
+        .sum::<f64>()
+        / n_others;
+    let mut beta = if mean_s > 0.0 && mean_s.is_finite() {
+        1.0 / mean_s
+    } else {
+        1.0
+    };
     let (mut lo, mut hi) = (0.0f64, f64::INFINITY);
-    let mut h = eval(beta, p_row);
+    let mut converged = false;
     for _ in 0..200 {
+        let (h, dh) = eval(beta, p_row);
         let diff = h - target_entropy;
         if diff.abs() < 1e-10 {
+            converged = true;
             break;
         }
         if diff > 0.0 {
             // Too flat: increase the precision.
             lo = beta;
-            beta = if hi.is_finite() { 0.5 * (beta + hi) } else { beta * 2.0 };
         } else {
             hi = beta;
-            beta = 0.5 * (beta + lo);
         }
-        h = eval(beta, p_row);
+        let newton = beta - diff / dh;
+        beta = if newton.is_finite() && newton > lo && newton < hi {
+            newton
+        } else if hi.is_finite() {
+            0.5 * (lo + hi)
+        } else {
+            beta * 2.0
+        };
+        if hi.is_finite() && hi - lo <= 1e-15 * hi {
+            // Bracket exhausted (e.g. duplicate points make the target unreachable).
+            break;
+        }
+    }
+    if !converged {
+        // The row in `p_row` is for the previous beta.
+        eval(beta, p_row);
     }
     let sum: f64 = p_row.iter().sum();
     for p in p_row.iter_mut() {
@@ -215,7 +253,7 @@ fn calibrate_row(d_row: &[f64], i: usize, target_entropy: f64, p_row: &mut [f64]
     beta
 }
 
-/// The conditional distributions p_{j|i} of t-SNE, each row calibrated by binary search on its
+/// The conditional distributions p_{j|i} of t-SNE, each row calibrated by a bracketed search on its
 /// precision beta_i so that its perplexity exp(H(P_i)) (= 2^{H in bits}) equals `perplexity`.
 ///
 /// Returns the row-major `n * n` matrix (rows sum to 1, zero diagonal) and the precisions beta_i
@@ -254,11 +292,20 @@ fn joint_probabilities(cond: &[f64], n: usize) -> Vec<f64> {
             *out = cond[i * n + j] + cond[j * n + i];
         }
     });
-    let total: f64 = p.par_chunks(n).map(|r| r.iter().sum::<f64>()).collect::<Vec<_>>().iter().sum();
+    let total: f64 = p
+        .par_chunks(n)
+        .map(|r| r.iter().sum::<f64>())
+        .collect::<Vec<_>>()
+        .iter()
+        .sum();
     let total = total.max(f64::MIN_POSITIVE);
     p.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
         for (j, v) in row.iter_mut().enumerate() {
-            *v = if i == j { 0.0 } else { (*v / total).max(P_FLOOR) };
+            *v = if i == j {
+                0.0
+            } else {
+                (*v / total).max(P_FLOOR)
+            };
         }
     });
     p
@@ -309,10 +356,9 @@ fn row_terms(p: &[f64], y: &[[f64; 2]], n: usize, with_kl: bool) -> Vec<RowTerms
             let yi = y[i];
             let prow = &p[i * n..(i + 1) * n];
             let mut t = RowTerms::default();
-            for (j, (yj, &pij)) in y.iter().zip(prow).enumerate() {
-                if j == i {
-                    continue;
-                }
+            // j = i is included on purpose: it adds num = 1 to z (taken off below) and zero
+            // to everything else (y_i - y_i = 0, p_ii = 0), so the loop has no branch.
+            for (yj, &pij) in y.iter().zip(prow) {
                 let dx = yi[0] - yj[0];
                 let dy = yi[1] - yj[1];
                 let num = 1.0 / (1.0 + dx * dx + dy * dy);
@@ -323,8 +369,13 @@ fn row_terms(p: &[f64], y: &[[f64; 2]], n: usize, with_kl: bool) -> Vec<RowTerms
                 let nn = num * num;
                 t.b[0] += nn * dx;
                 t.b[1] += nn * dy;
-                if with_kl {
-                    t.p_ln_num += pij * num.ln();
+            }
+            t.z -= 1.0;
+            if with_kl {
+                for (yj, &pij) in y.iter().zip(prow) {
+                    let dx = yi[0] - yj[0];
+                    let dy = yi[1] - yj[1];
+                    t.p_ln_num -= pij * (1.0 + dx * dx + dy * dy).ln();
                 }
             }
             t
@@ -402,9 +453,7 @@ fn tsne_impl(
                 y[i][k] += update[i][k];
             }
         }
-        let mean = y
-            .iter()
-            .fold([0.0, 0.0], |m, v| [m[0] + v[0], m[1] + v[1]]);
+        let mean = y.iter().fold([0.0, 0.0], |m, v| [m[0] + v[0], m[1] + v[1]]);
         let mean = [mean[0] / n as f64, mean[1] / n as f64];
         for v in y.iter_mut() {
             v[0] -= mean[0];
@@ -491,7 +540,9 @@ mod tests {
         let dim = 5;
         let mut rng = SplitMix64(3);
         let x: Vec<f32> = (0..n * dim).map(|_| rng.next_normal() as f32).collect();
-        let y: Vec<[f64; 2]> = (0..n).map(|_| [rng.next_normal(), rng.next_normal()]).collect();
+        let y: Vec<[f64; 2]> = (0..n)
+            .map(|_| [rng.next_normal(), rng.next_normal()])
+            .collect();
         let d = squared_distances(&x, n, dim);
         let (cond, _) = conditional_from_distances(&d, n, 4.0);
         let p = joint_probabilities(&cond, n);
