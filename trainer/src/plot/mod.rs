@@ -1,6 +1,6 @@
 //! Plots: t-SNE and the charts of the reports (PNG and SVG).
 //!
-//! - [`tsne`]: exact t-SNE (van der Maaten & Hinton 2008) in f64, parallel over rows.
+//! - [`tsne`](mod@tsne): exact t-SNE (van der Maaten & Hinton 2008) in f64, parallel over rows.
 //! - [`charts`]: the paper's figures as PNG + SVG files through `plotters`: the embedding scatter
 //!   (Fig. 6), gate values over time (Fig. 7), line charts for accuracy versus degradation
 //!   (Fig. 4) and loss curves. Text is drawn with DejaVu Sans embedded in the binary, so the
