@@ -3,6 +3,8 @@
 
 use crate::config::RunConfig;
 use crate::error::{TrainerError, TrainerResult};
+use crate::eval::dropout_scenarios;
+use crate::evaluate::{evaluate, Evaluation};
 use crate::pretrain::{pretrain as pretrain_loop, Ending, PretrainOutcome};
 use crate::progress::Output;
 use crate::run_dir::RunDir;
@@ -56,8 +58,29 @@ pub fn pretrain(
     out: Output,
     stop: &AtomicBool,
 ) -> TrainerResult<ExitCode> {
-    let outcome = pretrain_loop(cfg, run, resume, out, stop)?;
-    let report = pretrain_report(cfg, run, &outcome);
+    let trained = pretrain_loop(cfg, run, resume, out, stop)?;
+    let outcome = trained.outcome;
+    let mut report = pretrain_report(cfg, run, &outcome);
+    if out != Output::Json {
+        out.say(&summary(run, &outcome));
+    }
+    let mut eval = None;
+    if outcome.ending == Ending::Finished {
+        out.say("evaluating: linear probe on the frozen model, then sensor dropout");
+        let model = trained.pretrainer.model();
+        let (e, _) = evaluate(
+            model,
+            &trained.dataset,
+            cfg,
+            &cfg.data.split,
+            &dropout_scenarios(),
+            trained.device,
+            out,
+        )?;
+        report.push_str("\n## Quick evaluation\n\n");
+        report.push_str(&e.markdown());
+        eval = Some(e);
+    }
     run.write_report(&report)?;
     if out == Output::Json {
         let losses: serde_json::Map<String, serde_json::Value> = outcome
@@ -77,10 +100,13 @@ pub fn pretrain(
                 "samples_per_s": outcome.samples_per_s,
                 "seconds": outcome.seconds,
                 "device": outcome.device,
+                "evaluation": eval.as_ref().map(Evaluation::to_json),
             })
         );
     } else {
-        out.say(&summary(run, &outcome));
+        if let Some(e) = &eval {
+            out.say(&format!("\n{}", e.markdown()));
+        }
     }
     Ok(match outcome.ending {
         Ending::Finished => ExitCode::SUCCESS,
@@ -141,7 +167,9 @@ fn pretrain_report(cfg: &RunConfig, run: &RunDir, o: &PretrainOutcome) -> String
         o.samples_per_s
     );
     if !o.final_losses.is_empty() {
-        r.push_str("\n## Losses (mean over the last epoch, unweighted)\n\n| term | value |\n|---|---|\n");
+        r.push_str(
+            "\n## Losses (mean over the last epoch, unweighted)\n\n| term | value |\n|---|---|\n",
+        );
         for (n, v) in &o.final_losses {
             r.push_str(&format!("| {n} | {v:.4} |\n"));
         }

@@ -179,8 +179,8 @@ impl RunConfig {
                 fusion_drop: 0.3,
             },
             probe: ProbeToml {
-                epochs: 60,
-                batch_size: 64,
+                epochs: 50,
+                batch_size: 256,
                 lr: 1e-2,
                 weight_decay: 1e-4,
             },

@@ -19,7 +19,11 @@ pub fn cache_dir(cfg: &DataConfig) -> PathBuf {
     if !cfg.cache_dir.is_empty() {
         return PathBuf::from(&cfg.cache_dir);
     }
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     env("RCMCL_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|p| p.join("rcmcl")))
         .or_else(|| env("HOME").map(|p| p.join(".cache").join("rcmcl")))

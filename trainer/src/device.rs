@@ -33,12 +33,7 @@ pub fn resolve_device(s: &str) -> TrainerResult<Device> {
         DeviceRequest::Cpu => Ok(Device::Cpu),
         DeviceRequest::Cuda(i) => Device::cuda(i).map_err(|e| {
             TrainerError::Device(format!(
-                "CUDA device {i} was requested but cannot be used: {e}{}",
-                if cfg!(feature = "cuda") {
-                    ""
-                } else {
-                    " (rebuild with `--features cuda`)"
-                }
+                "CUDA device {i} was requested but cannot be used: {e}"
             ))
         }),
     }

@@ -7,6 +7,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod evaluate;
 pub mod plot;
 pub mod pretrain;
 pub mod progress;

@@ -172,7 +172,12 @@ fn open_run(args: &RunArgs, command: &str) -> TrainerResult<(RunConfig, RunDir, 
         sets.push(format!("device=\"{d}\""));
     }
     let cfg = RunConfig::resolve(&args.preset, args.config.as_deref(), &sets)?;
-    let run = RunDir::create(&args.runs_dir, args.run_dir.as_deref(), command, &args.preset)?;
+    let run = RunDir::create(
+        &args.runs_dir,
+        args.run_dir.as_deref(),
+        command,
+        &args.preset,
+    )?;
     run.save_config(&cfg)?;
     Ok((cfg, run, false))
 }
@@ -186,7 +191,9 @@ fn interrupt_flag(out: Output) -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)");
+        eprintln!(
+            "\ninterrupted: saving a checkpoint after this step (Ctrl-C again to quit at once)"
+        );
     });
     if let Err(e) = installed {
         out.warn(&format!("Ctrl-C will not save a checkpoint: {e}"));

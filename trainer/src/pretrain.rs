@@ -15,11 +15,13 @@ use crate::progress::Output;
 use crate::run_dir::RunDir;
 use crate::setup;
 use engine::optim::{clip_grad_norm, grad_norm, LrSchedule, Optimizer};
-use engine::Tensor;
+use engine::{Device, Tensor};
+use models::data::format::Dataset;
 use models::inputs::Inputs;
 use models::objective::Pretrainer;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// How a pre-training run ended.
@@ -51,6 +53,15 @@ pub struct PretrainOutcome {
     pub num_params: usize,
 }
 
+/// A finished (or interrupted) pre-training: what happened, and the trained model with its
+/// dataset and device for the evaluation that follows.
+pub struct Pretrained {
+    pub outcome: PretrainOutcome,
+    pub pretrainer: Pretrainer,
+    pub dataset: Arc<Dataset>,
+    pub device: Device,
+}
+
 /// Pre-trains the model of `cfg` in `run` (resuming from its last checkpoint when `resume`),
 /// stopping cleanly with a checkpoint when `stop` becomes true.
 pub fn pretrain(
@@ -59,7 +70,7 @@ pub fn pretrain(
     resume: bool,
     out: Output,
     stop: &AtomicBool,
-) -> TrainerResult<PretrainOutcome> {
+) -> TrainerResult<Pretrained> {
     let device = resolve_device(&cfg.device)?;
     let ds = data::open_dataset(&cfg.data, out)?;
     let (train, _) = data::split_indices(&ds, &cfg.data)?;
@@ -107,8 +118,18 @@ pub fn pretrain(
     let mut metrics = run.metrics()?;
     let bar = out.bar(total as u64, "pretrain");
     bar.set_position(start as u64);
-    let params: Vec<Tensor> = pre.model().trainable().into_iter().map(|(_, t)| t).collect();
-    let names: Vec<String> = pre.model().trainable().into_iter().map(|(n, _)| n).collect();
+    let params: Vec<Tensor> = pre
+        .model()
+        .trainable()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    let names: Vec<String> = pre
+        .model()
+        .trainable()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let began = Instant::now();
     let mut done_here = 0usize;
     let mut bad_in_a_row = 0usize;
@@ -231,7 +252,7 @@ pub fn pretrain(
     }
     bar.finish_and_clear();
     let seconds = began.elapsed().as_secs_f64();
-    Ok(PretrainOutcome {
+    let outcome = PretrainOutcome {
         ending,
         steps: step,
         total_steps: total,
@@ -245,5 +266,11 @@ pub fn pretrain(
         seconds,
         device: device.to_string(),
         num_params,
+    };
+    Ok(Pretrained {
+        outcome,
+        pretrainer: pre,
+        dataset: ds,
+        device,
     })
 }

@@ -42,7 +42,8 @@ impl RunDir {
                 p
             }
         };
-        std::fs::create_dir_all(path.join("checkpoints")).map_err(|e| TrainerError::io(&path, e))?;
+        std::fs::create_dir_all(path.join("checkpoints"))
+            .map_err(|e| TrainerError::io(&path, e))?;
         Ok(RunDir { path })
     }
 

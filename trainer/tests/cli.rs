@@ -1,0 +1,283 @@
+//! The `trainer` binary end to end on the tiny preset: what each command writes, resuming a
+//! run killed with SIGKILL, and the errors a user meets with bad input.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A cache directory holding the tiny synthetic dataset, generated once by `trainer synth`.
+fn cache() -> &'static Path {
+    static CACHE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let out = dir.path().join("synthetic-tiny");
+            let o = Command::new(env!("CARGO_BIN_EXE_trainer"))
+                .args(["--quiet", "synth", "--preset", "tiny", "--out"])
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "synth failed: {}", text(&o));
+            assert!(out.join("header.json").is_file());
+            dir
+        })
+        .path()
+}
+
+/// `trainer <args> <paths>` run in `cwd` with the shared dataset cache.
+fn command(cwd: &Path, args: &[&str], paths: &[&Path]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_trainer"));
+    c.current_dir(cwd)
+        .args(args)
+        .args(paths)
+        .env("RCMCL_CACHE_DIR", cache());
+    c
+}
+
+fn trainer(cwd: &Path, args: &[&str], paths: &[&Path]) -> Output {
+    command(cwd, args, paths).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Small and quick: 32 training and 32 test samples, batches of 8 (4 steps an epoch).
+const QUICK: [&str; 10] = [
+    "--preset",
+    "tiny",
+    "--set",
+    "data.max_train=32",
+    "--set",
+    "data.max_test=32",
+    "--set",
+    "train.batch_size=8",
+    "--set",
+    "probe.epochs=10",
+];
+
+/// `before` (global flags and the command) then the quick settings.
+fn quick<'a>(before: &[&'a str]) -> Vec<&'a str> {
+    let mut v = before.to_vec();
+    v.extend(QUICK);
+    v
+}
+
+fn run_dir_of(o: &Output) -> PathBuf {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("--json output is one JSON object ({e}): {}", text(o)));
+    PathBuf::from(v["run_dir"].as_str().expect("run_dir in the JSON"))
+}
+
+/// (step, total loss) of every line of a run's metrics.jsonl, the last line of each step
+/// winning (a resumed run repeats the steps after its checkpoint).
+fn losses(run: &Path) -> BTreeMap<u64, f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["total"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn pretrain_writes_everything_it_promises() {
+    let work = tempfile::tempdir().unwrap();
+    let o = trainer(work.path(), &quick(&["--json", "pretrain"]), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let run = work.path().join(run_dir_of(&o));
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "report.md",
+        "checkpoints/last.safetensors",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing in {}", run.display());
+    }
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    for row in [
+        "linear probe on Z_fusion (test)",
+        "kNN on Z_fusion",
+        "| all |",
+        "| R missing |",
+        "| S missing |",
+        "| P missing |",
+        "| R&P missing |",
+        "| cm |",
+        "| im |",
+        "| deg |",
+        "| fusion |",
+    ] {
+        assert!(report.contains(row), "report.md lacks {row:?}:\n{report}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["finished"], true);
+    assert_eq!(v["steps"], v["total_steps"]);
+    let top1 = v["evaluation"]["probe_test_top1"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&top1));
+    // The saved config is the resolved one, and it reads back.
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        cfg.contains("max_train = 32") && cfg.contains("batch_size = 8"),
+        "{cfg}"
+    );
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_losses() {
+    let work = tempfile::tempdir().unwrap();
+    // 3 epochs of 4 steps, a checkpoint every 2 steps, every step logged.
+    let settings = [
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.checkpoint_every=2",
+        "--set",
+        "train.log_every=1",
+    ];
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "whole"]);
+    args.extend(settings);
+    let o = trainer(work.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let whole = losses(&work.path().join("whole"));
+    assert_eq!(whole.len(), 12);
+
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "killed"]);
+    args.extend(settings);
+    let mut child = command(work.path(), &args, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run = work.path().join("killed");
+    let began = Instant::now();
+    // Kill it (SIGKILL: no chance to clean up) once it is past step 5, mid-epoch 2.
+    loop {
+        let done = std::fs::read_to_string(run.join("metrics.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if done >= 5 {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it could be killed"
+        );
+        assert!(
+            began.elapsed() < Duration::from_secs(300),
+            "the run is stuck"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = losses(&run);
+    assert!(before.len() < 12, "killed before the end");
+
+    let o = trainer(work.path(), &["--quiet", "pretrain", "--resume"], &[&run]);
+    assert!(o.status.success(), "{}", text(&o));
+    let resumed = losses(&run);
+    assert_eq!(resumed.len(), 12);
+    for (step, want) in &whole {
+        assert_eq!(
+            resumed[step].to_bits(),
+            want.to_bits(),
+            "step {step}: resumed {} vs uninterrupted {want}",
+            resumed[step]
+        );
+    }
+}
+
+fn fails_with(o: &Output, needles: &[&str]) {
+    assert!(!o.status.success(), "expected a failure: {}", text(o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {}", text(o));
+    }
+    assert!(
+        !err.contains("panicked"),
+        "a panic, not an error: {}",
+        text(o)
+    );
+}
+
+#[test]
+fn bad_input_gets_clear_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // A typo in a key.
+    let o = trainer(w, &quick(&["pretrain", "--set", "train.lrr=1"]), &[]);
+    fails_with(&o, &["train.lrr", "lr"]);
+    // A typo in a config file.
+    let file = w.join("run.toml");
+    std::fs::write(&file, "[trian]\nepochs = 1\n").unwrap();
+    let mut args = quick(&["pretrain"]);
+    args.push("--config");
+    let o = trainer(w, &args, &[&file]);
+    fails_with(&o, &["trian", "run.toml"]);
+    // A dataset that is not there.
+    let o = trainer(
+        w,
+        &quick(&["pretrain", "--set", "data.dir=\"/nonexistent/ds\""]),
+        &[],
+    );
+    fails_with(&o, &["/nonexistent/ds"]);
+    // A corrupt dataset: one flipped byte in the skeleton records.
+    let copy = w.join("corrupt");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(cache().join("synthetic-tiny")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    let bin = copy.join("skeleton.bin");
+    let mut bytes = std::fs::read(&bin).unwrap();
+    let k = bytes.len() / 2;
+    bytes[k] ^= 0x40;
+    std::fs::write(&bin, bytes).unwrap();
+    let o = trainer(
+        w,
+        &quick(&[
+            "pretrain",
+            "--set",
+            &format!("data.dir=\"{}\"", copy.display()),
+        ]),
+        &[],
+    );
+    fails_with(&o, &["skeleton.bin"]);
+    // CUDA asked for where there is none.
+    if !cuda_present() {
+        let o = trainer(w, &quick(&["pretrain", "--device", "cuda"]), &[]);
+        fails_with(&o, &["CUDA", "cannot be used"]);
+    }
+    // A checkpoint from another model preset.
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "tinyrun"]);
+    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=1"]);
+    let o = trainer(w, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg = w.join("tinyrun").join("config.toml");
+    let edited = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("preset = \"tiny\"\nfusion", "preset = \"small\"\nfusion");
+    std::fs::write(&cfg, edited).unwrap();
+    let o = trainer(w, &["pretrain", "--resume"], &[&w.join("tinyrun")]);
+    fails_with(&o, &["tiny", "small"]);
+    // Resuming something that is not a run.
+    let o = trainer(w, &["pretrain", "--resume"], &[w]);
+    fails_with(&o, &["not a run directory"]);
+}
+
+fn cuda_present() -> bool {
+    // The binary decides; without the feature there is never a device.
+    cfg!(feature = "cuda") && std::env::var_os("RCMCL_TEST_ASSUME_NO_GPU").is_none() && {
+        let o = Command::new("nvidia-smi").output();
+        o.map(|o| o.status.success()).unwrap_or(false)
+    }
+}
