@@ -177,3 +177,86 @@ fn pretrain_report(cfg: &RunConfig, run: &RunDir, o: &PretrainOutcome) -> String
     r.push_str("\nThe resolved configuration is in `config.toml`; every logged step is in `metrics.jsonl`.\n");
     r
 }
+
+/// A trained run loaded back: its configuration, model (with the checkpoint's weights),
+/// dataset and device.
+pub struct Loaded {
+    pub config: RunConfig,
+    pub model: models::rcmcl::Rcmcl,
+    pub dataset: std::sync::Arc<models::data::format::Dataset>,
+    pub device: engine::Device,
+}
+
+/// Loads the model of the run in `dir` from its last checkpoint (on `device`, or the run's).
+pub fn load_run(dir: &Path, device: Option<&str>, out: Output) -> TrainerResult<Loaded> {
+    let run = RunDir::open(dir)?;
+    let mut config = run.load_config()?;
+    if let Some(d) = device {
+        config.device = d.to_string();
+    }
+    let device = crate::device::resolve_device(&config.device)?;
+    let dataset = crate::data::open_dataset(&config.data, out)?;
+    let shape = crate::data::data_shape(&dataset)?;
+    let model = crate::setup::build_model(&config, shape, device)?;
+    crate::checkpoint::load(
+        &run.checkpoint_path(),
+        model.store(),
+        None,
+        None,
+        &config.model.preset,
+    )?;
+    Ok(Loaded {
+        config,
+        model,
+        dataset,
+        device,
+    })
+}
+
+/// `trainer probe`: the frozen model of a run, probed on each split (linear probe on
+/// Z_fusion and on each sensor, kNN), reported in a new run directory.
+pub fn probe(
+    source: &Path,
+    splits: &[String],
+    device: Option<&str>,
+    runs_dir: &Path,
+    out: Output,
+) -> TrainerResult<ExitCode> {
+    let loaded = load_run(source, device, out)?;
+    let run = RunDir::create(runs_dir, None, "probe", &loaded.config.preset)?;
+    run.save_config(&loaded.config)?;
+    let mut report = format!(
+        "# Linear probe\n\nModel: `{}` (last checkpoint), frozen encoders and gate; a linear classifier on Z_fusion and on each sensor's Z_M, trained on the split's training part, Top-1 on its test part; kNN (cosine, k = {}) as a second protocol.\n\n",
+        source.display(),
+        crate::eval::KNN_DEFAULT_K
+    );
+    let mut results = Vec::new();
+    for split in splits {
+        out.say(&format!("probing on split {split}"));
+        let (e, _) = evaluate(
+            &loaded.model,
+            &loaded.dataset,
+            &loaded.config,
+            split,
+            &[],
+            loaded.device,
+            out,
+        )?;
+        report.push_str(&e.markdown());
+        report.push('\n');
+        if out != Output::Json {
+            out.say(&e.markdown());
+        }
+        results.push(e.to_json());
+    }
+    run.write_report(&report)?;
+    if out == Output::Json {
+        println!(
+            "{}",
+            serde_json::json!({ "run_dir": run.path(), "source": source, "splits": results })
+        );
+    } else {
+        out.say(&format!("report: {}", run.report_path().display()));
+    }
+    Ok(ExitCode::SUCCESS)
+}

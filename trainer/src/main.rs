@@ -76,6 +76,22 @@ enum Command {
     },
     /// Self-supervised pre-training with L_total = L_CM + 0.5 L_IM + 0.2 L_deg + 0.5 L_FUSION.
     Pretrain(RunArgs),
+    /// Linear probe of a trained run's frozen model (Top-1 of a linear classifier on Z_fusion
+    /// and on each sensor, and kNN) on the cross-subject and cross-view splits.
+    Probe {
+        /// The run directory whose last checkpoint is probed.
+        #[arg(long)]
+        run: PathBuf,
+        /// Splits to probe on, comma-separated.
+        #[arg(long, default_value = "xsub,xview", value_delimiter = ',')]
+        splits: Vec<String>,
+        /// auto, cpu, cuda or cuda:N (default: the run's).
+        #[arg(long)]
+        device: Option<String>,
+        /// Where the probe's run directory is made.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
 }
 
 /// How a training command finds its configuration, device and run directory.
@@ -154,6 +170,12 @@ fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
             let outcome = commands::pretrain(&cfg, &run, resume, out, &stop)?;
             Ok(outcome)
         }
+        Command::Probe {
+            run,
+            splits,
+            device,
+            runs_dir,
+        } => commands::probe(&run, &splits, device.as_deref(), &runs_dir, out),
     }
 }
 

@@ -281,3 +281,34 @@ fn cuda_present() -> bool {
         o.map(|o| o.status.success()).unwrap_or(false)
     }
 }
+
+#[test]
+fn probe_reports_both_splits() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "src"]);
+    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=2"]);
+    let o = trainer(w, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = trainer(w, &["--json", "probe", "--run"], &[&w.join("src")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let splits: Vec<&str> = v["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["split"].as_str().unwrap())
+        .collect();
+    assert_eq!(splits, ["xsub", "xview"]);
+    let report = std::fs::read_to_string(w.join(run_dir_of(&o)).join("report.md")).unwrap();
+    assert!(
+        report.contains("Split `xsub`") && report.contains("Split `xview`"),
+        "{report}"
+    );
+    let o = trainer(
+        w,
+        &["probe", "--splits", "xnope", "--run"],
+        &[&w.join("src")],
+    );
+    fails_with(&o, &["xnope", "xsub"]);
+}
