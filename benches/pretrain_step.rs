@@ -6,7 +6,7 @@
 //! `cargo bench --bench pretrain_step -- --preset small --batch 16 --steps 5 --warmup 1`;
 //! on a GPU: `cargo bench --features cuda --bench pretrain_step -- --device cuda`.
 //! Options: `--preset tiny,small`, `--batch N`, `--steps N` and `--warmup N` (defaults per
-//! preset: tiny 20 / 3, small 5 / 1), `--device cpu|cuda`, `--no-torch`.
+//! preset: tiny 20 / 3, small 5 / 2), `--device cpu|cuda`, `--no-torch`.
 //! The Python interpreter is `$RCMCL_PYTHON` (default `python3`); without an importable torch
 //! the comparison is skipped with the reason printed.
 //!
@@ -108,7 +108,7 @@ fn parse_args() -> std::result::Result<Args, String> {
 }
 
 fn steps_for(args: &Args, preset: &str) -> (usize, usize) {
-    let (steps, warmup) = if preset == "tiny" { (20, 3) } else { (5, 1) };
+    let (steps, warmup) = if preset == "tiny" { (20, 3) } else { (5, 2) };
     (args.steps.unwrap_or(steps), args.warmup.unwrap_or(warmup))
 }
 
@@ -116,7 +116,11 @@ fn steps_for(args: &Args, preset: &str) -> (usize, usize) {
 fn proc_status(key: &str) -> Option<usize> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with(&format!("{key}:")))?;
-    line.split_whitespace().nth(1)?.parse::<usize>().ok().map(|kb| kb * 1024)
+    line.split_whitespace()
+        .nth(1)?
+        .parse::<usize>()
+        .ok()
+        .map(|kb| kb * 1024)
 }
 
 /// Resets VmHWM to the current RSS (Linux >= 4.0).
@@ -255,7 +259,8 @@ fn child(args: &Args) -> Result<()> {
     };
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));
-    let median = sorted[sorted.len() / 2];
+    let n = sorted.len();
+    let median = (sorted[(n - 1) / 2] + sorted[n / 2]) / 2.0;
     let fmt_opt = |v: Option<usize>| v.map_or("null".to_string(), |v| v.to_string());
     let list = |v: &[f64]| {
         v.iter()
@@ -317,7 +322,11 @@ fn run_side(mut cmd: Command, what: &str) -> std::result::Result<Side, String> {
     }
     if !out.status.success() || side.result.is_empty() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
         // Keep the setup line: a parameter-count mismatch is reported from it.
         if !side.setup.is_empty() && side.result.is_empty() && out.status.code() == Some(3) {
             return Ok(side);
@@ -344,6 +353,15 @@ fn torch_available() -> std::result::Result<(), String> {
             "{py} cannot import torch (set RCMCL_PYTHON to an interpreter that can; see benches/reference/README.md)"
         ))
     }
+}
+
+/// The 1-minute load average (the machine may be shared: it says how much the timings can be
+/// trusted).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(String::from))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn mib(v: Option<f64>) -> String {
@@ -385,7 +403,13 @@ fn main() {
         let mut cmd = Command::new(&exe);
         cmd.args(["--child", "--preset", preset, "--device", &args.device])
             .args(["--batch", &args.batch.to_string()])
-            .args(["--steps", &steps.to_string(), "--warmup", &warmup.to_string()]);
+            .args([
+                "--steps",
+                &steps.to_string(),
+                "--warmup",
+                &warmup.to_string(),
+            ]);
+        let load_before = load_average();
         let ours = match run_side(cmd, "ours") {
             Ok(s) => s,
             Err(e) => {
@@ -403,16 +427,23 @@ fn main() {
             field(&ours.setup, "parts").unwrap_or_default()
         );
         println!(
-            "  ours  step s: {} (median {:.4})",
+            "  ours  step s: {} (median {:.4}; load average {load_before} -> {})",
             field(&ours.result, "step_seconds").unwrap_or_default(),
-            num(&ours.result, "median_s").unwrap_or(f64::NAN)
+            num(&ours.result, "median_s").unwrap_or(f64::NAN),
+            load_average()
         );
+        let load_before = load_average();
         let theirs = torch.as_ref().map_err(Clone::clone).and_then(|()| {
             let mut cmd = Command::new(python());
             cmd.arg(TORCH_SCRIPT)
                 .args(["--preset", preset, "--device", &args.device])
                 .args(["--batch", &args.batch.to_string()])
-                .args(["--steps", &steps.to_string(), "--warmup", &warmup.to_string()])
+                .args([
+                    "--steps",
+                    &steps.to_string(),
+                    "--warmup",
+                    &warmup.to_string(),
+                ])
                 .args(["--threads", &our_threads.max(1).to_string()])
                 .args(["--expect-params", &our_params.to_string()]);
             run_side(cmd, "the torch reference")
@@ -434,9 +465,10 @@ fn main() {
                     std::process::exit(1);
                 }
                 println!(
-                    "  torch step s: {} (median {:.4})",
+                    "  torch step s: {} (median {:.4}; load average {load_before} -> {})",
                     field(&t.result, "step_seconds").unwrap_or_default(),
-                    num(&t.result, "median_s").unwrap_or(f64::NAN)
+                    num(&t.result, "median_s").unwrap_or(f64::NAN),
+                    load_average()
                 );
             }
             Err(e) if args.torch && torch.is_ok() => println!("  torch: {e}"),
@@ -447,12 +479,23 @@ fn main() {
 
     println!(
         "\n{:<7} {:>5} {:>11} {:>12} {:>12} {:>7} {:>14} {:>14}",
-        "preset", "batch", "steps", "ours smp/s", "torch smp/s", "ratio", "ours peak MiB", "torch peak MiB"
+        "preset",
+        "batch",
+        "steps",
+        "ours smp/s",
+        "torch smp/s",
+        "ratio",
+        "ours peak MiB",
+        "torch peak MiB"
     );
     for (preset, steps, warmup, ours, theirs) in &rows {
         let o = num(&ours.result, "samples_per_s");
-        let t = theirs.as_ref().and_then(|t| num(&t.result, "samples_per_s"));
-        let ratio = o.zip(t).map_or("-".into(), |(o, t)| format!("{:.2}x", o / t));
+        let t = theirs
+            .as_ref()
+            .and_then(|t| num(&t.result, "samples_per_s"));
+        let ratio = o
+            .zip(t)
+            .map_or("-".into(), |(o, t)| format!("{:.2}x", o / t));
         let peak = |s: &Side| num(&s.result, "peak_bytes");
         println!(
             "{:<7} {:>5} {:>11} {:>12} {:>12} {:>7} {:>14} {:>14}",

@@ -43,10 +43,14 @@ import os
 import statistics
 import sys
 import time
+import warnings
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+# torch wheels warn on import when NumPy is absent; the reference does not need it.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 TAU = 0.07
 BARLOW_LAMBDA = 0.0051
