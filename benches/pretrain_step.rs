@@ -6,7 +6,8 @@
 //! `cargo bench --bench pretrain_step -- --preset small --batch 16 --steps 5 --warmup 1`;
 //! on a GPU: `cargo bench --features cuda --bench pretrain_step -- --device cuda`.
 //! Options: `--preset tiny,small`, `--batch N`, `--steps N` and `--warmup N` (defaults per
-//! preset: tiny 20 / 3, small 5 / 2), `--device cpu|cuda`, `--no-torch`.
+//! preset: tiny 20 / 3, small 5 / 2), `--device cpu|cuda`, `--threads N` (both sides; default:
+//! rayon's default for ours and the same count for torch), `--no-torch`.
 //! The Python interpreter is `$RCMCL_PYTHON` (default `python3`); without an importable torch
 //! the comparison is skipped with the reason printed.
 //!
@@ -58,6 +59,9 @@ struct Args {
     steps: Option<usize>,
     warmup: Option<usize>,
     device: String,
+    /// Threads for both sides (RAYON_NUM_THREADS for ours, torch.set_num_threads); None:
+    /// rayon's default, and the same number for torch.
+    threads: Option<usize>,
     torch: bool,
     child: bool,
 }
@@ -69,6 +73,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         steps: None,
         warmup: None,
         device: "cpu".into(),
+        threads: None,
         torch: true,
         child: false,
     };
@@ -85,6 +90,7 @@ fn parse_args() -> std::result::Result<Args, String> {
             "--steps" => a.steps = Some(number(value("--steps")?, "--steps")?),
             "--warmup" => a.warmup = Some(number(value("--warmup")?, "--warmup")?),
             "--device" => a.device = value("--device")?,
+            "--threads" => a.threads = Some(number(value("--threads")?, "--threads")?),
             "--no-torch" => a.torch = false,
             "--child" => a.child = true,
             // cargo bench passes `--bench`; anything else is a mistake.
@@ -97,6 +103,9 @@ fn parse_args() -> std::result::Result<Args, String> {
     }
     if a.batch < 2 {
         return Err("--batch must be at least 2 (batch norm and InfoNCE need two rows)".into());
+    }
+    if a.threads == Some(0) {
+        return Err("--threads must be at least 1".into());
     }
     if a.steps == Some(0) {
         return Err("--steps must be at least 1".into());
@@ -478,39 +487,59 @@ fn main() {
     }
 
     println!(
-        "\n{:<7} {:>5} {:>11} {:>12} {:>12} {:>7} {:>14} {:>14}",
+        "\n{:<6} {:>5} {:>7} {:>7} {:>11} {:>11} {:>6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
         "preset",
         "batch",
         "steps",
+        "threads",
         "ours smp/s",
         "torch smp/s",
         "ratio",
-        "ours peak MiB",
-        "torch peak MiB"
+        "ours best",
+        "torch best",
+        "ratio",
+        "ours MiB",
+        "cache MiB",
+        "torch MiB"
     );
+    let cell = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    let ratio = |o: Option<f64>, t: Option<f64>| {
+        o.zip(t)
+            .map_or("-".into(), |(o, t)| format!("{:.2}x", o / t))
+    };
     for (preset, steps, warmup, ours, theirs) in &rows {
-        let o = num(&ours.result, "samples_per_s");
-        let t = theirs
-            .as_ref()
-            .and_then(|t| num(&t.result, "samples_per_s"));
-        let ratio = o
-            .zip(t)
-            .map_or("-".into(), |(o, t)| format!("{:.2}x", o / t));
+        let rate = |s: &Side, key: &str| num(&s.result, key).map(|sec| args.batch as f64 / sec);
+        let (o, ob) = (rate(ours, "median_s"), rate(ours, "min_s"));
+        let t = theirs.as_ref().and_then(|t| rate(t, "median_s"));
+        let tb = theirs.as_ref().and_then(|t| rate(t, "min_s"));
+        let threads = format!(
+            "{}/{}",
+            num(&ours.setup, "threads").unwrap_or(0.0),
+            theirs
+                .as_ref()
+                .and_then(|t| num(&t.setup, "threads"))
+                .map_or("-".into(), |n| n.to_string())
+        );
         let peak = |s: &Side| num(&s.result, "peak_bytes");
         println!(
-            "{:<7} {:>5} {:>11} {:>12} {:>12} {:>7} {:>14} {:>14}",
+            "{:<6} {:>5} {:>7} {:>7} {:>11} {:>11} {:>6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
             preset,
             args.batch,
             format!("{steps}+{warmup}w"),
-            o.map_or("-".into(), |v| format!("{v:.2}")),
-            t.map_or("-".into(), |v| format!("{v:.2}")),
-            ratio,
+            threads,
+            cell(o),
+            cell(t),
+            ratio(o, t),
+            cell(ob),
+            cell(tb),
+            ratio(ob, tb),
             mib(peak(ours)),
+            mib(num(&ours.result, "cpu_cache_bytes")),
             mib(theirs.as_ref().and_then(peak)),
         );
     }
     println!(
-        "(ratio = ours / torch samples per second: above 1 means ours is faster; samples/s = batch / median step time;\n peak = {})",
+        "(smp/s = batch / median step time, best = batch / fastest step; ratio = ours / torch: above 1 means ours is faster;\n threads = ours (rayon) / torch; cache = ours' CPU buffer cache at the end, included in ours' peak;\n peak = {})",
         rows.first()
             .and_then(|r| field(&r.3.result, "peak_kind"))
             .unwrap_or_default()
