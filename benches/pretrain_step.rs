@@ -418,6 +418,9 @@ fn main() {
                 "--warmup",
                 &warmup.to_string(),
             ]);
+        if let Some(n) = args.threads {
+            cmd.env("RAYON_NUM_THREADS", n.to_string());
+        }
         let load_before = load_average();
         let ours = match run_side(cmd, "ours") {
             Ok(s) => s,
