@@ -132,6 +132,20 @@ fn proc_status(key: &str) -> Option<usize> {
         .map(|kb| kb * 1024)
 }
 
+/// CPU time (user + system, every thread) of this process in seconds, from /proc/self/stat
+/// (clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime) = (
+        f.get(11)?.parse::<f64>().ok()?,
+        f.get(12)?.parse::<f64>().ok()?,
+    );
+    Some((utime + stime) / 100.0)
+}
+
 /// Resets VmHWM to the current RSS (Linux >= 4.0).
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -240,7 +254,11 @@ fn child(args: &Args) -> Result<()> {
     let mut times = Vec::new();
     let mut losses = Vec::new();
     let total_steps = warmup + steps;
+    let mut cpu_start = None;
     for step in 0..total_steps {
+        if step == warmup {
+            cpu_start = cpu_seconds();
+        }
         let t0 = Instant::now();
         let terms = pre.loss(&views, step, total_steps)?;
         terms.total.backward()?;
@@ -253,6 +271,11 @@ fn child(args: &Args) -> Result<()> {
             times.push(t0.elapsed().as_secs_f64());
         }
     }
+    let cpu_per_step = cpu_start
+        .zip(cpu_seconds())
+        .map_or("null".to_string(), |(a, b)| {
+            format!("{:.4}", (b - a) / steps as f64)
+        });
     let (peak, total, kind) = match (base_gpu, gpu_peak(device)?) {
         (Some(base), Some(peak)) => (
             Some(peak.saturating_sub(base)),
@@ -278,7 +301,7 @@ fn child(args: &Args) -> Result<()> {
             .join(", ")
     };
     println!(
-        "{{\"kind\": \"result\", \"step_seconds\": [{}], \"median_s\": {median}, \"min_s\": {}, \"max_s\": {}, \"samples_per_s\": {}, \"losses\": [{}], \"peak_bytes\": {}, \"peak_total_bytes\": {}, \"peak_kind\": \"{kind}\", \"cpu_cache_bytes\": {}}}",
+        "{{\"kind\": \"result\", \"step_seconds\": [{}], \"median_s\": {median}, \"min_s\": {}, \"max_s\": {}, \"samples_per_s\": {}, \"cpu_s_per_step\": {cpu_per_step}, \"losses\": [{}], \"peak_bytes\": {}, \"peak_total_bytes\": {}, \"peak_kind\": \"{kind}\", \"cpu_cache_bytes\": {}}}",
         list(&times),
         sorted[0],
         sorted[sorted.len() - 1],
@@ -490,7 +513,7 @@ fn main() {
     }
 
     println!(
-        "\n{:<6} {:>5} {:>7} {:>7} {:>11} {:>11} {:>6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
+        "\n{:<6} {:>5} {:>7} {:>7} {:>11} {:>11} {:>6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9}",
         "preset",
         "batch",
         "steps",
@@ -500,6 +523,9 @@ fn main() {
         "ratio",
         "ours best",
         "torch best",
+        "ratio",
+        "ours cpu",
+        "torch cpu",
         "ratio",
         "ours MiB",
         "cache MiB",
@@ -515,6 +541,10 @@ fn main() {
         let (o, ob) = (rate(ours, "median_s"), rate(ours, "min_s"));
         let t = theirs.as_ref().and_then(|t| rate(t, "median_s"));
         let tb = theirs.as_ref().and_then(|t| rate(t, "min_s"));
+        let oc = num(&ours.result, "cpu_s_per_step");
+        let tc = theirs
+            .as_ref()
+            .and_then(|t| num(&t.result, "cpu_s_per_step"));
         let threads = format!(
             "{}/{}",
             num(&ours.setup, "threads").unwrap_or(0.0),
@@ -525,7 +555,7 @@ fn main() {
         );
         let peak = |s: &Side| num(&s.result, "peak_bytes");
         println!(
-            "{:<6} {:>5} {:>7} {:>7} {:>11} {:>11} {:>6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>9}",
+            "{:<6} {:>5} {:>7} {:>7} {:>11} {:>11} {:>6} {:>10} {:>10} {:>6} {:>9} {:>9} {:>6} {:>9} {:>9} {:>9}",
             preset,
             args.batch,
             format!("{steps}+{warmup}w"),
@@ -536,13 +566,16 @@ fn main() {
             cell(ob),
             cell(tb),
             ratio(ob, tb),
+            cell(oc),
+            cell(tc),
+            ratio(tc, oc),
             mib(peak(ours)),
             mib(num(&ours.result, "cpu_cache_bytes")),
             mib(theirs.as_ref().and_then(peak)),
         );
     }
     println!(
-        "(smp/s = batch / median step time, best = batch / fastest step; ratio = ours / torch: above 1 means ours is faster;\n threads = ours (rayon) / torch; cache = ours' CPU buffer cache at the end, included in ours' peak;\n peak = {})",
+        "(smp/s = batch / median step time, best = batch / fastest step; cpu = process CPU seconds per step (all threads);\n ratio = ours / torch rate (torch / ours CPU time): above 1 means ours is faster;\n threads = ours (rayon) / torch; cache = ours' CPU buffer cache at the end, included in ours' peak;\n peak = {})",
         rows.first()
             .and_then(|r| field(&r.3.result, "peak_kind"))
             .unwrap_or_default()

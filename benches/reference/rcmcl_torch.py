@@ -34,7 +34,7 @@ Usage: rcmcl_torch.py --preset tiny|small --batch 16 [--steps 10] [--warmup 2] [
        [--device cpu|cuda] [--expect-params N] [--seed 0]
 Output: JSON lines: {"kind": "setup", ...} (torch version, device, threads, parameter count per
 part), then {"kind": "result", "step_seconds": [...], "median_s": ..., "samples_per_s": ...,
-"peak_bytes": ..., "peak_kind": ...}. With --expect-params, a different parameter count is an
+"cpu_s_per_step": ... (process CPU time, all threads, over the timed steps), "peak_bytes": ..., "peak_kind": ...}. With --expect-params, a different parameter count is an
 error (exit code 3) after the setup line.
 """
 import argparse
@@ -612,7 +612,10 @@ def main():
         base_gpu = torch.cuda.memory_allocated(device)
     reset = reset_peak_rss()
     times, losses = [], []
+    cpu_start = None
     for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            cpu_start = time.process_time()
         t0 = time.perf_counter()
         loss = loss_total(model, v1, v2, gen)
         loss.backward()
@@ -626,6 +629,7 @@ def main():
     out = dict(
         kind="result", step_seconds=times, median_s=med, min_s=min(times), max_s=max(times),
         samples_per_s=args.batch / med, losses=losses,
+        cpu_s_per_step=(time.process_time() - cpu_start) / args.steps,
     )
     if device.type == "cuda":
         out.update(
