@@ -34,8 +34,9 @@ Usage: rcmcl_torch.py --preset tiny|small --batch 16 [--steps 10] [--warmup 2] [
        [--device cpu|cuda] [--expect-params N] [--seed 0]
 Output: JSON lines: {"kind": "setup", ...} (torch version, device, threads, parameter count per
 part), then {"kind": "result", "step_seconds": [...], "median_s": ..., "samples_per_s": ...,
-"cpu_s_per_step": ... (process CPU time, all threads, over the timed steps), "peak_bytes": ..., "peak_kind": ...}. With --expect-params, a different parameter count is an
-error (exit code 3) after the setup line.
+"cpu_s_per_step": ... (process CPU time, all threads, over the timed steps), "peak_bytes": ...,
+"peak_kind": ...}. With --expect-params, a different parameter count is an error (exit code 3)
+after the setup line.
 """
 import argparse
 import json
