@@ -16,21 +16,6 @@
 use engine::nn::{Linear, Module, ParamPath};
 use engine::{Error, Result, Tensor};
 
-fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Invalid {
-        op,
-        msg: msg.into(),
-    }
-}
-
-fn shape_err(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-        msg: msg.into(),
-    }
-}
-
 /// The gate's size and whether modalities share W_G.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AmgConfig {
@@ -55,7 +40,7 @@ impl AmgConfig {
             "small" | "paper" => (256, false),
             "paper-shared" => (256, true),
             _ => {
-                return Err(invalid(
+                return Err(Error::invalid(
                     "AmgConfig::preset",
                     format!(
                         "unknown preset {name:?} (expected one of {:?})",
@@ -94,7 +79,7 @@ pub struct Fusion {
 impl Amg {
     pub fn new(path: &ParamPath, cfg: &AmgConfig) -> Result<Self> {
         if cfg.dim == 0 || cfg.modalities == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "Amg",
                 format!(
                     "dim and modalities must be > 0, got {cfg:?} (at '{}')",
@@ -126,7 +111,7 @@ impl Amg {
 
     fn check_count(&self, op: &'static str, what: &str, n: usize) -> Result<()> {
         if n != self.cfg.modalities {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!(
                     "got {n} {what} for a gate over {} modalities (pass None for an absent one)",
@@ -149,7 +134,7 @@ impl Amg {
             .map(|(m, f)| {
                 f.map(|z| {
                     if z.rank() < 2 || z.dims()[z.rank() - 1] != self.cfg.dim {
-                        return Err(shape_err(
+                        return Err(Error::shape(
                             OP,
                             &[z.dims()],
                             format!(
@@ -219,7 +204,7 @@ fn check_fusion_inputs(
     presence: &[Option<&Tensor>],
 ) -> Result<Vec<Option<Tensor>>> {
     if !presence.is_empty() && presence.len() != features.len() {
-        return Err(invalid(
+        return Err(Error::invalid(
             op,
             format!(
                 "{} presence masks for {} modalities (give none, or one entry per modality)",
@@ -234,7 +219,7 @@ fn check_fusion_inputs(
         .filter_map(|(m, f)| f.map(|f| (m, f)))
         .collect();
     let Some(&(first_m, first)) = present.first() else {
-        return Err(invalid(
+        return Err(Error::invalid(
             op,
             format!(
                 "every modality is absent (all {} features are None): nothing to fuse",
@@ -243,7 +228,7 @@ fn check_fusion_inputs(
         ));
     };
     if first.rank() < 2 {
-        return Err(shape_err(
+        return Err(Error::shape(
             op,
             &[first.dims()],
             format!("modality {first_m}: features must be (..., d) with a batch dimension"),
@@ -251,7 +236,7 @@ fn check_fusion_inputs(
     }
     for &(m, f) in &present[1..] {
         if f.dims() != first.dims() {
-            return Err(shape_err(
+            return Err(Error::shape(
                 op,
                 &[first.dims(), f.dims()],
                 format!("modalities {first_m} and {m} have features of different shapes"),
@@ -272,7 +257,7 @@ fn check_fusion_inputs(
         any_mask = true;
         let k = p.rank();
         if k == 0 || k > lead.len() || p.dims() != &lead[..k] {
-            return Err(shape_err(
+            return Err(Error::shape(
                 op,
                 &[p.dims(), f.dims()],
                 format!(
@@ -281,7 +266,7 @@ fn check_fusion_inputs(
             ));
         }
         if p.dtype() != f.dtype() || p.device() != f.device() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!(
                     "modality {m}: the presence mask is {} on {}, the features {} on {}",
@@ -294,7 +279,7 @@ fn check_fusion_inputs(
         }
         let values = p.to_f64_vec()?;
         if let Some(bad) = values.iter().find(|v| !(0.0..=1.0).contains(*v)) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!("modality {m}: presence values must be in [0, 1] (1 present, 0 dropped), got {bad}"),
             ));
@@ -312,7 +297,7 @@ fn check_fusion_inputs(
     }
     if any_mask {
         if let Some(i) = kept.iter().position(|k| !k) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!(
                     "every modality is absent for {} (presence 0 for all present modalities): nothing to fuse there",
@@ -367,7 +352,7 @@ fn weighted_mean(features: &[Option<&Tensor>], weights: &[Option<Tensor>]) -> Re
             None => term,
         });
     }
-    let numerator = numerator.ok_or_else(|| invalid("fusion", "no modality present"))?;
+    let numerator = numerator.ok_or_else(|| Error::invalid("fusion", "no modality present"))?;
     match denominator {
         None => numerator.div_scalar(unweighted as f64),
         Some(d) => {

@@ -11,25 +11,10 @@
 use engine::nn::{Linear, Mlp, MlpConfig, Module, ParamPath};
 use engine::{Error, Result, Tensor};
 
-fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Invalid {
-        op,
-        msg: msg.into(),
-    }
-}
-
-fn shape_err(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-        msg: msg.into(),
-    }
-}
-
 /// Checks that `z` is `(..., dim)` with at least one leading dimension.
 fn check_features(op: &'static str, z: &Tensor, dim: usize) -> Result<()> {
     if z.rank() < 2 || z.dims()[z.rank() - 1] != dim {
-        return Err(shape_err(
+        return Err(Error::shape(
             op,
             &[z.dims()],
             format!("expected features of shape (..., {dim}) with a batch dimension"),
@@ -66,7 +51,7 @@ impl ProjectionHead {
     /// The paper's embedding size (`out_dim = 128`) is the caller's choice; any sizes > 0.
     pub fn new(path: &ParamPath, in_dim: usize, hidden: usize, out_dim: usize) -> Result<Self> {
         if in_dim == 0 || hidden == 0 || out_dim == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "ProjectionHead",
                 format!(
                     "sizes must be > 0, got in {in_dim}, hidden {hidden}, out {out_dim} (at '{}')",
@@ -139,7 +124,7 @@ impl DecoderConfig {
             "small" => (256, vec![512], 32, 2),
             "paper" => (256, vec![1024], 64, 2),
             _ => {
-                return Err(invalid(
+                return Err(Error::invalid(
                     "DecoderConfig::preset",
                     format!(
                         "unknown preset {name:?} (expected one of {:?})",
@@ -180,7 +165,7 @@ impl SkeletonDecoder {
     pub fn new(path: &ParamPath, cfg: &DecoderConfig) -> Result<Self> {
         let sizes = [cfg.in_dim, cfg.frames, cfg.bodies, cfg.joints, cfg.channels];
         if sizes.contains(&0) || cfg.hidden.contains(&0) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "SkeletonDecoder",
                 format!(
                     "every size must be > 0, got {cfg:?} (at '{}')",
@@ -201,7 +186,7 @@ impl SkeletonDecoder {
     /// skeleton batch.
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         if z.rank() != 2 || z.dims()[1] != self.cfg.in_dim {
-            return Err(shape_err(
+            return Err(Error::shape(
                 "SkeletonDecoder",
                 &[z.dims()],
                 format!("expected a feature of shape (B, {})", self.cfg.in_dim),
@@ -232,7 +217,7 @@ pub struct Classifier {
 impl Classifier {
     pub fn new(path: &ParamPath, in_dim: usize, classes: usize) -> Result<Self> {
         if in_dim == 0 || classes == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 "Classifier",
                 format!(
                     "sizes must be > 0, got in {in_dim}, classes {classes} (at '{}')",

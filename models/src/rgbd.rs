@@ -35,19 +35,14 @@ use engine::{Error, Result, Tensor};
 
 const OP: &str = "RgbdEncoder";
 
+/// `Error::Invalid` naming the encoder.
 fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid {
-        op: OP,
-        msg: msg.into(),
-    }
+    Error::invalid(OP, msg)
 }
 
+/// `Error::Shape` naming the encoder and the offending shapes.
 fn shape_err(shapes: &[&[usize]], msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op: OP,
-        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-        msg: msg.into(),
-    }
+    Error::shape(OP, shapes, msg)
 }
 
 /// How wide the intermediate (between spatial and temporal) layer of a factorised convolution

@@ -12,9 +12,8 @@
 //! State for checkpoints: [`MocoQueue::keys`] and [`MocoQueue::ptr`]; restore with
 //! [`MocoQueue::from_state`].
 
-use super::{invalid, shape_err};
 use engine::nn::ParamStore;
-use engine::{no_grad, DType, Device, Result, Tensor};
+use engine::{no_grad, DType, Device, Error, Result, Tensor};
 use std::collections::BTreeSet;
 
 /// MoCo's momentum for the key encoder (paper 003 follows MoCo: 0.999).
@@ -33,7 +32,7 @@ impl MocoQueue {
     pub fn new(dim: usize, size: usize, seed: u64, dtype: DType, device: Device) -> Result<Self> {
         const OP: &str = "MocoQueue::new";
         if dim == 0 || size == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!("dim and size must be >= 1, got dim {dim}, size {size}"),
             ));
@@ -51,17 +50,17 @@ impl MocoQueue {
     pub fn from_state(keys: Tensor, ptr: usize) -> Result<Self> {
         const OP: &str = "MocoQueue::from_state";
         if keys.rank() != 2 || keys.dims()[0] == 0 || keys.dims()[1] == 0 {
-            return Err(shape_err(
+            return Err(Error::shape(
                 OP,
                 &[keys.dims()],
                 "keys must be (K, D), K, D >= 1",
             ));
         }
         if !keys.dtype().is_float() {
-            return Err(invalid(OP, "keys must be floating-point"));
+            return Err(Error::invalid(OP, "keys must be floating-point"));
         }
         if ptr >= keys.dims()[0] {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!("ptr {ptr} is outside a queue of {}", keys.dims()[0]),
             ));
@@ -88,14 +87,14 @@ impl MocoQueue {
         const OP: &str = "MocoQueue::enqueue";
         let (k, d) = (self.keys.dims()[0], self.keys.dims()[1]);
         if keys.rank() != 2 || keys.dims()[1] != d {
-            return Err(shape_err(
+            return Err(Error::shape(
                 OP,
                 &[self.keys.dims(), keys.dims()],
                 "keys must be (B, D) with the queue's D",
             ));
         }
         if keys.dtype() != self.keys.dtype() || keys.device() != self.keys.device() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!(
                     "keys are {} on {}, the queue {} on {}",
@@ -159,7 +158,7 @@ fn names(list: &[(String, Tensor)]) -> BTreeSet<&str> {
 pub fn ema_update(target: &ParamStore, source: &ParamStore, momentum: f64) -> Result<()> {
     const OP: &str = "losses::ema_update";
     if !(0.0..=1.0).contains(&momentum) {
-        return Err(invalid(
+        return Err(Error::invalid(
             OP,
             format!("momentum must be in [0, 1], got {momentum}"),
         ));
@@ -171,7 +170,7 @@ pub fn ema_update(target: &ParamStore, source: &ParamStore, momentum: f64) -> Re
         if tn != sn {
             let only_t: Vec<&&str> = tn.difference(&sn).take(5).collect();
             let only_s: Vec<&&str> = sn.difference(&tn).take(5).collect();
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!(
                     "the stores' {what} names differ: only in target {only_t:?}, only in source {only_s:?}"
@@ -182,11 +181,11 @@ pub fn ema_update(target: &ParamStore, source: &ParamStore, momentum: f64) -> Re
     let pairs = |list: &[(String, Tensor)]| -> Result<Vec<(Tensor, Tensor)>> {
         list.iter()
             .map(|(name, t)| {
-                let s = source
-                    .get(name)
-                    .ok_or_else(|| invalid(OP, format!("'{name}' is missing from the source")))?;
+                let s = source.get(name).ok_or_else(|| {
+                    Error::invalid(OP, format!("'{name}' is missing from the source"))
+                })?;
                 if s.dims() != t.dims() || s.dtype() != t.dtype() {
-                    return Err(shape_err(
+                    return Err(Error::shape(
                         OP,
                         &[t.dims(), s.dims()],
                         format!(

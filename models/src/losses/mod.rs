@@ -26,21 +26,6 @@ pub const TAU: f64 = 0.07;
 /// The paper's Barlow Twins off-diagonal weight (the public Barlow Twins code's 0.0051).
 pub const LAMBDA: f64 = engine::ops::contrastive::BARLOW_LAMBDA;
 
-pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Invalid {
-        op,
-        msg: msg.into(),
-    }
-}
-
-pub(crate) fn shape_err(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-        msg: msg.into(),
-    }
-}
-
 /// How the InfoNCE denominators weigh the negatives.
 ///
 /// `Hard` is HCL (paper 004 Eq. 3): negatives reweighted by `exp(beta * s)` (harder negatives,
@@ -75,7 +60,7 @@ impl Negatives {
 /// `(N, D)` with the same `N` and `D`.
 fn check_embeddings(op: &'static str, h: &[&Tensor], min: usize) -> Result<()> {
     if h.len() < min {
-        return Err(invalid(
+        return Err(Error::invalid(
             op,
             format!("needs at least {min} embeddings, got {}", h.len()),
         ));
@@ -83,14 +68,14 @@ fn check_embeddings(op: &'static str, h: &[&Tensor], min: usize) -> Result<()> {
     let first = h[0].dims();
     if h.iter().any(|t| t.rank() != 2 || t.dims() != first) {
         let dims: Vec<&[usize]> = h.iter().map(|t| t.dims()).collect();
-        return Err(shape_err(
+        return Err(Error::shape(
             op,
             &dims,
             "every embedding must be (N, D) with the same N and D",
         ));
     }
     if first[0] == 0 || first[1] == 0 {
-        return Err(shape_err(op, &[first], "embeddings must not be empty"));
+        return Err(Error::shape(op, &[first], "embeddings must not be empty"));
     }
     Ok(())
 }
@@ -142,7 +127,10 @@ pub fn multi_view(h_views: &[&Tensor], tau: f64, negatives: Negatives) -> Result
 pub fn intra_modal(views: &[(&Tensor, &Tensor)], lambda: f64) -> Result<Tensor> {
     const OP: &str = "losses::intra_modal";
     if views.is_empty() {
-        return Err(invalid(OP, "needs at least one modality's pair of views"));
+        return Err(Error::invalid(
+            OP,
+            "needs at least one modality's pair of views",
+        ));
     }
     let mut total: Option<Tensor> = None;
     for (z1, z2) in views {
@@ -175,14 +163,14 @@ pub fn degradation(
 ) -> Result<Tensor> {
     const OP: &str = "losses::degradation";
     if reconstruction.dims() != clean.dims() {
-        return Err(shape_err(
+        return Err(Error::shape(
             OP,
             &[reconstruction.dims(), clean.dims()],
             "the reconstruction and the clean sequence must have the same shape",
         ));
     }
     if reconstruction.numel() == 0 {
-        return Err(shape_err(OP, &[reconstruction.dims()], "empty input"));
+        return Err(Error::shape(OP, &[reconstruction.dims()], "empty input"));
     }
     match weights {
         None => reconstruction.mse_loss(clean, Reduction::Mean),
@@ -193,7 +181,7 @@ pub fn degradation(
                     .map(|b| b == full)
                     .unwrap_or(false);
             if !ok {
-                return Err(shape_err(
+                return Err(Error::shape(
                     OP,
                     &[full, w.dims()],
                     "the weights must broadcast to the reconstruction's shape",
@@ -219,7 +207,7 @@ pub fn degradation(
 pub fn fusion(fused: &Tensor, clean: &[&Tensor], tau: f64) -> Result<Tensor> {
     const OP: &str = "losses::fusion";
     if clean.is_empty() {
-        return Err(invalid(OP, "needs at least one clean embedding"));
+        return Err(Error::invalid(OP, "needs at least one clean embedding"));
     }
     let mut all = vec![fused];
     all.extend_from_slice(clean);
@@ -244,7 +232,7 @@ pub fn fusion(fused: &Tensor, clean: &[&Tensor], tau: f64) -> Result<Tensor> {
 pub fn classification(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     const OP: &str = "losses::classification";
     if logits.rank() != 2 || labels.rank() != 1 || logits.dims()[0] != labels.dims()[0] {
-        return Err(shape_err(
+        return Err(Error::shape(
             OP,
             &[logits.dims(), labels.dims()],
             "logits must be (N, C) and labels (N,)",
@@ -310,7 +298,7 @@ impl LossWeights {
         let mut total: Option<Tensor> = None;
         for (name, w, t) in parts {
             if !w.is_finite() {
-                return Err(invalid(
+                return Err(Error::invalid(
                     OP,
                     format!("weight {name} must be finite, got {w}"),
                 ));
@@ -319,7 +307,7 @@ impl LossWeights {
                 continue;
             }
             let t = t.as_ref().ok_or_else(|| {
-                invalid(
+                Error::invalid(
                     OP,
                     format!("term {name} has weight {w} but was not computed"),
                 )
@@ -330,6 +318,6 @@ impl LossWeights {
                 Some(s) => s.add(&wt)?,
             });
         }
-        total.ok_or_else(|| invalid(OP, "every term is off: nothing to optimise"))
+        total.ok_or_else(|| Error::invalid(OP, "every term is off: nothing to optimise"))
     }
 }

@@ -32,8 +32,8 @@
 //! row alike, which this split cannot express, so the loss is a composite of the engine's
 //! matmul, log-softmax and reductions (still one pass each, on either device).
 
-use super::{check_embeddings, invalid, shape_err};
-use engine::{no_grad, Device, Result, Tensor};
+use super::check_embeddings;
+use engine::{no_grad, Device, Error, Result, Tensor};
 
 /// The soft-target configuration of paper 002.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -71,13 +71,13 @@ fn identity(n: usize, like: &Tensor) -> Result<Tensor> {
 impl SoftTargets {
     fn check(&self, op: &'static str) -> Result<()> {
         if !(0.0..=1.0).contains(&self.beta) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!("beta must be in [0, 1], got {}", self.beta),
             ));
         }
         if !(self.tau_target > 0.0 && self.tau_target.is_finite()) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!("tau_target must be positive, got {}", self.tau_target),
             ));
@@ -160,7 +160,10 @@ impl SoftTargets {
 
 fn check_alpha(op: &'static str, alpha: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&alpha) {
-        return Err(invalid(op, format!("alpha must be in [0, 1], got {alpha}")));
+        return Err(Error::invalid(
+            op,
+            format!("alpha must be in [0, 1], got {alpha}"),
+        ));
     }
     Ok(())
 }
@@ -205,7 +208,7 @@ pub fn soft_pair_loss(
     check_embeddings(OP, &[a, b], 2)?;
     let n = a.dims()[0];
     if targets_ab.dims() != [n, n] || targets_ba.dims() != [n, n] || row_weights.dims() != [n, 1] {
-        return Err(shape_err(
+        return Err(Error::shape(
             OP,
             &[
                 a.dims(),
@@ -217,7 +220,10 @@ pub fn soft_pair_loss(
         ));
     }
     if !(tau > 0.0 && tau.is_finite()) {
-        return Err(invalid(OP, format!("tau must be positive, got {tau}")));
+        return Err(Error::invalid(
+            OP,
+            format!("tau must be positive, got {tau}"),
+        ));
     }
     let w = row_weights.detach();
     let s_ab = a.matmul_transposed(b, false, true)?.div_scalar(tau)?;
@@ -246,7 +252,10 @@ pub fn cross_modal_soft(
     check_alpha(OP, alpha)?;
     targets.check(OP)?;
     if !(tau > 0.0 && tau.is_finite()) {
-        return Err(invalid(OP, format!("tau must be positive, got {tau}")));
+        return Err(Error::invalid(
+            OP,
+            format!("tau must be positive, got {tau}"),
+        ));
     }
     let mut total: Option<Tensor> = None;
     for i in 0..h.len() {

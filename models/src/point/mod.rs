@@ -36,21 +36,14 @@ use temporal::TemporalEncoder;
 
 const OP: &str = "PointEncoder";
 
-/// `Error::Invalid` naming the encoder (the engine's constructors are crate-private).
+/// `Error::Invalid` naming the encoder.
 pub(crate) fn invalid(msg: impl Into<String>) -> Error {
-    Error::Invalid {
-        op: OP,
-        msg: msg.into(),
-    }
+    Error::invalid(OP, msg)
 }
 
 /// `Error::Shape` naming the encoder and the offending shapes.
 pub(crate) fn shape_error(shapes: &[&[usize]], msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op: OP,
-        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-        msg: msg.into(),
-    }
+    Error::shape(OP, shapes, msg)
 }
 
 /// The sizes of E_P. Radii are in metres of the centred clip (see the module docs).

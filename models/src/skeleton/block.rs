@@ -1,11 +1,11 @@
 //! One ST-GCN block: spatial graph convolution, then temporal convolution, with a residual.
 
 use super::graph::NUM_PARTITIONS;
-use super::{invalid, shape_err};
+
 use crate::data::Modality;
 use engine::nn::{BatchNorm, BatchNormConfig, Conv3d, Dropout, Module, ParamPath};
 use engine::ops::conv::Conv3dParams;
-use engine::{Result, Tensor};
+use engine::{Error, Result, Tensor};
 
 const OP: &str = "StGcnBlock";
 
@@ -140,7 +140,7 @@ impl StGcnBlock {
             spec.temporal_kernel,
         );
         if cin == 0 || cout == 0 || s == 0 || kt % 2 == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!(
                     "{}: channels and stride must be positive and the temporal kernel odd: in {cin}, out {cout}, stride {s}, kernel {kt}",
@@ -220,7 +220,7 @@ impl StGcnBlock {
     /// `a * edge_importance + adaptive` (each term where configured).
     pub fn effective_adjacency(&self, a: &Tensor, format: usize) -> Result<Tensor> {
         let terms = self.terms.get(format).ok_or_else(|| {
-            invalid(
+            Error::invalid(
                 OP,
                 format!(
                     "format index {format} out of range ({} formats)",
@@ -242,7 +242,7 @@ impl StGcnBlock {
     /// `(K, J, J)` partitions. Returns `(N, C_out, T', J)`, `T' = (T - 1) / stride + 1`.
     pub fn forward(&self, x: &Tensor, a: &Tensor, format: usize) -> Result<Tensor> {
         if x.rank() != 4 || x.dims()[1] != self.in_channels {
-            return Err(shape_err(
+            return Err(Error::shape(
                 OP,
                 &[x.dims()],
                 format!("expected (N, {}, T, J)", self.in_channels),

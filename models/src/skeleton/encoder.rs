@@ -2,12 +2,12 @@
 
 use super::block::{format_suffix, StGcnBlock, StGcnBlockSpec};
 use super::graph::SkeletonGraph;
-use super::{invalid, shape_err};
+
 use crate::data::layouts::SkeletonLayout;
 use crate::data::Modality;
 use crate::EncoderOutput;
 use engine::nn::{BatchNorm, BatchNormConfig, Linear, Module, ParamPath};
-use engine::{Result, Tensor};
+use engine::{Error, Result, Tensor};
 
 const OP: &str = "SkeletonEncoder";
 
@@ -77,7 +77,7 @@ impl SkeletonEncoderConfig {
                 blocks.extend([(128, 2), (128, 1), (128, 1), (256, 2), (256, 1), (256, 1)]);
                 Ok(base(blocks, 0.5))
             }
-            _ => Err(invalid(
+            _ => Err(Error::invalid(
                 "SkeletonEncoderConfig::preset",
                 format!(
                     "unknown preset '{name}'; known: {}",
@@ -91,14 +91,14 @@ impl SkeletonEncoderConfig {
     pub fn validate(&self) -> Result<()> {
         let op = "SkeletonEncoderConfig";
         if self.formats.is_empty() {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 "formats must name at least one skeleton format",
             ));
         }
         for (i, &f) in self.formats.iter().enumerate() {
             if !is_skeleton_format(f) {
-                return Err(invalid(
+                return Err(Error::invalid(
                     op,
                     format!(
                         "formats: '{}' is not a skeleton format (use skeleton, skeleton17 or skeleton15)",
@@ -107,11 +107,14 @@ impl SkeletonEncoderConfig {
                 ));
             }
             if self.formats[..i].contains(&f) {
-                return Err(invalid(op, format!("formats: '{}' listed twice", f.name())));
+                return Err(Error::invalid(
+                    op,
+                    format!("formats: '{}' listed twice", f.name()),
+                ));
             }
         }
         if self.in_channels == 0 || self.out_dim == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!(
                     "in_channels ({}) and out_dim ({}) must be positive",
@@ -120,7 +123,7 @@ impl SkeletonEncoderConfig {
             ));
         }
         if self.blocks.is_empty() {
-            return Err(invalid(op, "blocks must list at least one block"));
+            return Err(Error::invalid(op, "blocks must list at least one block"));
         }
         if let Some((i, &(c, s))) = self
             .blocks
@@ -128,13 +131,13 @@ impl SkeletonEncoderConfig {
             .enumerate()
             .find(|(_, &(c, s))| c == 0 || s == 0)
         {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!("block {i}: channels ({c}) and stride ({s}) must be positive"),
             ));
         }
         if self.temporal_kernel % 2 == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!(
                     "temporal_kernel must be odd (centred, 'same' padding), got {}",
@@ -143,7 +146,7 @@ impl SkeletonEncoderConfig {
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(invalid(
+            return Err(Error::invalid(
                 op,
                 format!("dropout must be in [0, 1), got {}", self.dropout),
             ));
@@ -212,9 +215,9 @@ impl SkeletonEncoder {
             .formats
             .iter()
             .map(|&m| {
-                SkeletonLayout::of(m)
-                    .map(|l| (m, l))
-                    .ok_or_else(|| invalid(OP, format!("no skeleton layout for '{}'", m.name())))
+                SkeletonLayout::of(m).map(|l| (m, l)).ok_or_else(|| {
+                    Error::invalid(OP, format!("no skeleton layout for '{}'", m.name()))
+                })
             })
             .collect::<Result<_>>()?;
         let max_joints = layouts
@@ -281,7 +284,7 @@ impl SkeletonEncoder {
             .position(|&f| f == format)
             .ok_or_else(|| {
                 let names: Vec<&str> = self.cfg.formats.iter().map(|f| f.name()).collect();
-                invalid(
+                Error::invalid(
                     OP,
                     format!(
                         "format '{}' is not configured; this encoder accepts {}",
@@ -296,7 +299,7 @@ impl SkeletonEncoder {
     fn check_input(&self, x: &Tensor, joints: usize, what: &str) -> Result<()> {
         let d = x.dims();
         if x.rank() != 5 || d[3] != joints || d[4] != self.cfg.in_channels || d.contains(&0) {
-            return Err(shape_err(
+            return Err(Error::shape(
                 OP,
                 &[d],
                 format!(

@@ -1,10 +1,9 @@
 //! The ST-GCN graph of one skeleton layout: spatial partitioning into K = 3 adjacency matrices,
 //! zero-padded to a common joint count so several conventions share one tensor layout.
 
-use super::{invalid, shape_err};
 use crate::data::layouts::SkeletonLayout;
 use engine::ops::graph::MAX_JOINTS;
-use engine::{DType, Device, Result, Tensor};
+use engine::{DType, Device, Error, Result, Tensor};
 use std::collections::VecDeque;
 
 /// The number of spatial partitions (self, centripetal, centrifugal).
@@ -50,13 +49,13 @@ impl SkeletonGraph {
     pub fn spatial(layout: &SkeletonLayout, v_pad: usize) -> Result<SkeletonGraph> {
         let j = layout.num_joints();
         if j == 0 {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!("layout '{}' has no joints", layout.name),
             ));
         }
         if v_pad < j || v_pad > MAX_JOINTS {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!(
                     "layout '{}' has {j} joints: v_pad must be between {j} and {MAX_JOINTS}, got {v_pad}",
@@ -65,7 +64,7 @@ impl SkeletonGraph {
             ));
         }
         if layout.centre >= j {
-            return Err(invalid(
+            return Err(Error::invalid(
                 OP,
                 format!(
                     "layout '{}': centre joint {} out of range for {j} joints",
@@ -76,7 +75,7 @@ impl SkeletonGraph {
         let mut neighbours = vec![vec![false; j]; j];
         for &(a, b) in layout.bones {
             if a >= j || b >= j || a == b {
-                return Err(invalid(
+                return Err(Error::invalid(
                     OP,
                     format!(
                         "layout '{}': bone ({a}, {b}) must join two different joints below {j}",
@@ -176,7 +175,7 @@ impl SkeletonGraph {
     /// `a[k][v][w]` (0 outside the padded range is an error, not a value).
     pub fn entry(&self, k: usize, v: usize, w: usize) -> Result<f64> {
         if k >= NUM_PARTITIONS || v >= self.v_pad || w >= self.v_pad {
-            return Err(shape_err(
+            return Err(Error::shape(
                 "SkeletonGraph::entry",
                 &[&[k, v, w]],
                 format!(

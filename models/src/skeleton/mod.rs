@@ -16,22 +16,3 @@ pub mod graph;
 pub use block::StGcnBlock;
 pub use encoder::{SkeletonEncoder, SkeletonEncoderConfig};
 pub use graph::{SkeletonGraph, NUM_PARTITIONS};
-
-use engine::Error;
-
-/// A shape error naming the layer (the engine's constructor is crate-private).
-pub(crate) fn shape_err(op: &'static str, shapes: &[&[usize]], msg: impl Into<String>) -> Error {
-    Error::Shape {
-        op,
-        shapes: shapes.iter().map(|s| s.to_vec()).collect(),
-        msg: msg.into(),
-    }
-}
-
-/// An invalid-argument error naming the layer.
-pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::Invalid {
-        op,
-        msg: msg.into(),
-    }
-}
