@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// How a pre-training run ended.
+/// How a training run (pre-training, supervised training) ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
     /// Every step ran.
@@ -334,4 +334,78 @@ pub(crate) fn metrics_record(
         "samples_per_s": samples_per_s,
         "seconds": seconds,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(values: Vec<f32>, grad: Vec<f32>) -> Tensor {
+        let n = values.len();
+        let p = Tensor::from_vec(values, vec![n], Device::Cpu)
+            .unwrap()
+            .with_requires_grad()
+            .unwrap();
+        p.set_grad(Some(Tensor::from_vec(grad, vec![n], Device::Cpu).unwrap()));
+        p
+    }
+
+    #[test]
+    fn gradients_are_checked_then_clipped() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let ok = [
+            param(vec![1.0, 2.0], vec![3.0, 0.0]),
+            param(vec![0.5], vec![4.0]),
+        ];
+        // Norm 5: untouched without clipping, scaled to norm 1 with it.
+        assert_eq!(gradient_problem(&names, &ok, 0.0).unwrap(), None);
+        assert_eq!(ok[1].grad().unwrap().to_f64_vec().unwrap(), [4.0]);
+        assert_eq!(gradient_problem(&names, &ok, 1.0).unwrap(), None);
+        let g = ok[1].grad().unwrap().to_f64_vec().unwrap()[0];
+        assert!((g - 0.8).abs() < 1e-5, "{g}");
+        let bad = [
+            param(vec![1.0], vec![1.0]),
+            param(vec![1.0, 2.0], vec![0.0, f32::NAN]),
+        ];
+        assert_eq!(
+            gradient_problem(&names, &bad, 1.0).unwrap().as_deref(),
+            Some("the gradient of b is not finite")
+        );
+        assert_eq!(
+            bad[0].grad().unwrap().to_f64_vec().unwrap(),
+            [1.0],
+            "no clipping"
+        );
+    }
+
+    #[test]
+    fn too_many_bad_steps_in_a_row_stop_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), Some(&dir.path().join("r")), "t", "tiny").unwrap();
+        let mut cfg = RunConfig::preset("tiny").unwrap();
+        cfg.train.max_bad_steps = 2;
+        let mut bad = BadSteps::default();
+        bad.skip(0, "x", &cfg, &run, Output::Quiet).unwrap();
+        bad.skip(1, "x", &cfg, &run, Output::Quiet).unwrap();
+        bad.ok();
+        bad.skip(3, "x", &cfg, &run, Output::Quiet).unwrap();
+        bad.skip(4, "x", &cfg, &run, Output::Quiet).unwrap();
+        let err = bad.skip(5, "loss term ce is NaN", &cfg, &run, Output::Quiet);
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains("3 steps in a row") && err.contains("ce is NaN"),
+            "{err}"
+        );
+        assert_eq!(bad.skipped, 5);
+    }
+
+    #[test]
+    fn metrics_lines_hold_every_field() {
+        let losses = [("ce".to_string(), 2.5)];
+        let v = metrics_record(7, 1, 1e-3, &losses, 2.5, 10.0, 3.0);
+        assert_eq!(
+            v.to_string(),
+            r#"{"epoch":1,"loss":{"ce":2.5},"lr":0.001,"samples_per_s":10.0,"seconds":3.0,"step":7,"total":2.5}"#
+        );
+    }
 }
