@@ -1,6 +1,8 @@
 //! Training checkpoints: the model's parameters and buffers, the optimizer state, the MoCo key
-//! encoder and queues, and the step, in one safetensors file written atomically
-//! (`engine::io::save_checkpoint`). Loading checks everything before changing anything.
+//! encoder and queues (pre-training only), and the step, in one safetensors file written
+//! atomically (`engine::io::save_checkpoint`). Loading checks everything before changing
+//! anything. Pre-training ([`save`]) and supervised training ([`save_state`], without a
+//! `Pretrainer`) write the same format, so either can initialise the other's model.
 
 use crate::error::{TrainerError, TrainerResult};
 use engine::io::{load_checkpoint, save_checkpoint};
@@ -20,9 +22,11 @@ pub struct Saved {
     /// Optimizer steps completed.
     pub step: usize,
     pub model_preset: String,
+    /// Every metadata entry (format, step, model_preset, and what the writer added).
+    pub metadata: BTreeMap<String, String>,
 }
 
-/// Writes the state after `step` completed steps.
+/// Writes the pre-training state after `step` completed steps.
 pub fn save(
     path: &Path,
     pre: &Pretrainer,
@@ -30,12 +34,41 @@ pub fn save(
     step: usize,
     model_preset: &str,
 ) -> TrainerResult<()> {
-    let mut tensors = pre.model().store().state_tensors();
+    save_state(
+        path,
+        pre.model().store(),
+        opt,
+        Some(pre),
+        step,
+        model_preset,
+        &[],
+    )
+}
+
+/// Writes the model in `store`, the optimizer state and (given) the pre-training state after
+/// `step` completed steps, with `extra` metadata entries beside the format, step and preset.
+pub fn save_state(
+    path: &Path,
+    store: &ParamStore,
+    opt: &dyn Optimizer,
+    pre: Option<&Pretrainer>,
+    step: usize,
+    model_preset: &str,
+    extra: &[(&str, String)],
+) -> TrainerResult<()> {
+    let mut tensors = store.state_tensors();
     tensors.extend(opt.state_tensors());
     let mut meta = BTreeMap::new();
+    for (k, v) in extra {
+        meta.insert(k.to_string(), v.clone());
+    }
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("step".to_string(), step.to_string());
     meta.insert("model_preset".to_string(), model_preset.to_string());
+    let Some(pre) = pre else {
+        save_checkpoint(path, &tensors, &meta)?;
+        return Ok(());
+    };
     if let Some(key) = pre.key_store() {
         for (n, t) in key.state_tensors() {
             tensors.push((format!("{KEY_PREFIX}{n}"), t));
@@ -113,5 +146,6 @@ pub fn load(
     Ok(Saved {
         step,
         model_preset: saved_preset,
+        metadata: meta.clone(),
     })
 }

@@ -13,3 +13,4 @@ pub mod pretrain;
 pub mod progress;
 pub mod run_dir;
 pub mod setup;
+pub mod supervised;

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// How a pre-training run ended.
+/// How a training run (pre-training, supervised training) ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ending {
     /// Every step ran.
@@ -83,13 +83,7 @@ pub fn pretrain(
     let loader = data::pretrain_loader(ds.clone(), &train, cfg)?;
     let spe = loader.len();
     let total = cfg.train.epochs * spe;
-    let schedule = LrSchedule::WarmupCosine {
-        base_lr: cfg.train.lr,
-        warmup_steps: cfg.train.warmup_epochs * spe,
-        total_steps: total,
-        min_lr: cfg.train.min_lr,
-    };
-    schedule.validate()?;
+    let schedule = lr_schedule(cfg, spe)?;
 
     let mut start = 0;
     if resume {
@@ -118,22 +112,10 @@ pub fn pretrain(
     let mut metrics = run.metrics()?;
     let bar = out.bar(total as u64, "pretrain");
     bar.set_position(start as u64);
-    let params: Vec<Tensor> = pre
-        .model()
-        .trainable()
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
-    let names: Vec<String> = pre
-        .model()
-        .trainable()
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let (names, params) = split_params(pre.model().trainable());
     let began = Instant::now();
     let mut done_here = 0usize;
-    let mut bad_in_a_row = 0usize;
-    let mut skipped = 0usize;
+    let mut bad = BadSteps::default();
     let mut epoch_sums: Vec<(String, f64, usize)> = Vec::new();
     let mut ending = Ending::Finished;
     let mut batches: Option<models::data::loader::Epoch> = None;
@@ -167,40 +149,19 @@ pub fn pretrain(
         let mut problem = bad_term.map(|(n, v)| format!("loss term {n} is {v}"));
         if problem.is_none() {
             terms.total.backward()?;
-            let norm = grad_norm(&params)?;
-            if !norm.is_finite() {
-                let culprit = names
-                    .iter()
-                    .zip(&params)
-                    .find(|(_, p)| {
-                        p.grad()
-                            .and_then(|g| g.to_f64_vec().ok())
-                            .is_some_and(|v| v.iter().any(|x| !x.is_finite()))
-                    })
-                    .map(|(n, _)| n.clone())
-                    .unwrap_or_else(|| "?".into());
-                problem = Some(format!("the gradient of {culprit} is not finite"));
-            } else if cfg.train.grad_clip > 0.0 {
-                clip_grad_norm(&params, cfg.train.grad_clip)?;
-            }
+            problem = gradient_problem(&names, &params, cfg.train.grad_clip)?;
         }
         if let Some(p) = problem {
             opt.zero_grad();
-            skipped += 1;
-            bad_in_a_row += 1;
-            out.warn(&format!("step {step}: {p}; the step is skipped"));
-            if bad_in_a_row > cfg.train.max_bad_steps {
+            if let Err(e) = bad.skip(step, &p, cfg, run, out) {
                 bar.abandon();
-                return Err(TrainerError::Diverged(format!(
-                    "{bad_in_a_row} steps in a row had a non-finite loss or gradient (last: {p}); the last checkpoint in {} is intact: lower train.lr or set train.grad_clip and resume",
-                    run.path().display()
-                )));
+                return Err(e);
             }
         } else {
             opt.step()?;
             opt.zero_grad();
             pre.after_step()?;
-            bad_in_a_row = 0;
+            bad.ok();
             for (n, v) in &values {
                 match epoch_sums.iter_mut().find(|(m, _, _)| m == n) {
                     Some(e) => {
@@ -227,19 +188,10 @@ pub fn pretrain(
         ));
         bar.set_position(step as u64);
         if step % cfg.train.log_every == 0 || step == total {
-            let losses: serde_json::Map<String, serde_json::Value> =
-                values.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
             let gates: Vec<Option<f64>> = terms.gate_means.to_vec();
-            metrics.log(&json!({
-                "step": step,
-                "epoch": epoch,
-                "lr": lr,
-                "loss": losses,
-                "total": total_loss,
-                "gate_means": gates,
-                "samples_per_s": sps,
-                "seconds": secs,
-            }))?;
+            let mut record = metrics_record(step, epoch, lr, &values, total_loss, sps, secs);
+            record["gate_means"] = json!(gates);
+            metrics.log(&record)?;
         }
         if step % cfg.train.checkpoint_every == 0 || step == total {
             checkpoint::save(&run.checkpoint_path(), &pre, &opt, step, &cfg.model.preset)?;
@@ -257,7 +209,7 @@ pub fn pretrain(
         steps: step,
         total_steps: total,
         steps_per_epoch: spe,
-        skipped,
+        skipped: bad.skipped,
         final_losses: epoch_sums
             .into_iter()
             .map(|(n, s, c)| (n, s / c as f64))
@@ -273,4 +225,187 @@ pub fn pretrain(
         dataset: ds,
         device,
     })
+}
+
+/// The learning rate of `cfg.train` over epochs of `steps_per_epoch` steps: a linear warm-up
+/// for `warmup_epochs`, then a cosine decay to `min_lr` at the last step.
+pub(crate) fn lr_schedule(cfg: &RunConfig, steps_per_epoch: usize) -> TrainerResult<LrSchedule> {
+    let schedule = LrSchedule::WarmupCosine {
+        base_lr: cfg.train.lr,
+        warmup_steps: cfg.train.warmup_epochs * steps_per_epoch,
+        total_steps: cfg.train.epochs * steps_per_epoch,
+        min_lr: cfg.train.min_lr,
+    };
+    schedule.validate()?;
+    Ok(schedule)
+}
+
+/// Named parameters as (names, tensors).
+pub(crate) fn split_params(named: Vec<(String, Tensor)>) -> (Vec<String>, Vec<Tensor>) {
+    named.into_iter().unzip()
+}
+
+/// After a backward pass: what is wrong with the gradients of `params` (the first parameter
+/// whose gradient is not finite), or None when their global norm is finite, in which case they
+/// are clipped to `grad_clip` when it is positive.
+pub(crate) fn gradient_problem(
+    names: &[String],
+    params: &[Tensor],
+    grad_clip: f64,
+) -> TrainerResult<Option<String>> {
+    let norm = grad_norm(params)?;
+    if !norm.is_finite() {
+        let culprit = names
+            .iter()
+            .zip(params)
+            .find(|(_, p)| {
+                p.grad()
+                    .and_then(|g| g.to_f64_vec().ok())
+                    .is_some_and(|v| v.iter().any(|x| !x.is_finite()))
+            })
+            .map(|(n, _)| n.clone())
+            .unwrap_or_else(|| "?".into());
+        return Ok(Some(format!("the gradient of {culprit} is not finite")));
+    }
+    if grad_clip > 0.0 {
+        clip_grad_norm(params, grad_clip)?;
+    }
+    Ok(None)
+}
+
+/// The steps skipped for a non-finite loss or gradient: each is warned about, and more than
+/// `train.max_bad_steps` in a row stop the run.
+#[derive(Default)]
+pub(crate) struct BadSteps {
+    /// Steps skipped so far in this process.
+    pub skipped: usize,
+    in_a_row: usize,
+}
+
+impl BadSteps {
+    /// Records that `step` is skipped because of `problem`; an error once too many steps in a
+    /// row were.
+    pub fn skip(
+        &mut self,
+        step: usize,
+        problem: &str,
+        cfg: &RunConfig,
+        run: &RunDir,
+        out: Output,
+    ) -> TrainerResult<()> {
+        self.skipped += 1;
+        self.in_a_row += 1;
+        out.warn(&format!("step {step}: {problem}; the step is skipped"));
+        if self.in_a_row > cfg.train.max_bad_steps {
+            return Err(TrainerError::Diverged(format!(
+                "{} steps in a row had a non-finite loss or gradient (last: {problem}); the last checkpoint in {} is intact: lower train.lr or set train.grad_clip and resume",
+                self.in_a_row,
+                run.path().display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a step that was taken.
+    pub fn ok(&mut self) {
+        self.in_a_row = 0;
+    }
+}
+
+/// One metrics.jsonl line: the step count, epoch, learning rate, each loss term (`losses`),
+/// the total loss, throughput and elapsed seconds.
+pub(crate) fn metrics_record(
+    step: usize,
+    epoch: usize,
+    lr: f64,
+    losses: &[(String, f64)],
+    total: f64,
+    samples_per_s: f64,
+    seconds: f64,
+) -> serde_json::Value {
+    let losses: serde_json::Map<String, serde_json::Value> =
+        losses.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+    json!({
+        "step": step,
+        "epoch": epoch,
+        "lr": lr,
+        "loss": losses,
+        "total": total,
+        "samples_per_s": samples_per_s,
+        "seconds": seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn param(values: Vec<f32>, grad: Vec<f32>) -> Tensor {
+        let n = values.len();
+        let p = Tensor::from_vec(values, vec![n], Device::Cpu)
+            .unwrap()
+            .with_requires_grad()
+            .unwrap();
+        p.set_grad(Some(Tensor::from_vec(grad, vec![n], Device::Cpu).unwrap()));
+        p
+    }
+
+    #[test]
+    fn gradients_are_checked_then_clipped() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let ok = [
+            param(vec![1.0, 2.0], vec![3.0, 0.0]),
+            param(vec![0.5], vec![4.0]),
+        ];
+        // Norm 5: untouched without clipping, scaled to norm 1 with it.
+        assert_eq!(gradient_problem(&names, &ok, 0.0).unwrap(), None);
+        assert_eq!(ok[1].grad().unwrap().to_f64_vec().unwrap(), [4.0]);
+        assert_eq!(gradient_problem(&names, &ok, 1.0).unwrap(), None);
+        let g = ok[1].grad().unwrap().to_f64_vec().unwrap()[0];
+        assert!((g - 0.8).abs() < 1e-5, "{g}");
+        let bad = [
+            param(vec![1.0], vec![1.0]),
+            param(vec![1.0, 2.0], vec![0.0, f32::NAN]),
+        ];
+        assert_eq!(
+            gradient_problem(&names, &bad, 1.0).unwrap().as_deref(),
+            Some("the gradient of b is not finite")
+        );
+        assert_eq!(
+            bad[0].grad().unwrap().to_f64_vec().unwrap(),
+            [1.0],
+            "no clipping"
+        );
+    }
+
+    #[test]
+    fn too_many_bad_steps_in_a_row_stop_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path(), Some(&dir.path().join("r")), "t", "tiny").unwrap();
+        let mut cfg = RunConfig::preset("tiny").unwrap();
+        cfg.train.max_bad_steps = 2;
+        let mut bad = BadSteps::default();
+        bad.skip(0, "x", &cfg, &run, Output::Quiet).unwrap();
+        bad.skip(1, "x", &cfg, &run, Output::Quiet).unwrap();
+        bad.ok();
+        bad.skip(3, "x", &cfg, &run, Output::Quiet).unwrap();
+        bad.skip(4, "x", &cfg, &run, Output::Quiet).unwrap();
+        let err = bad.skip(5, "loss term ce is NaN", &cfg, &run, Output::Quiet);
+        let err = err.unwrap_err().to_string();
+        assert!(
+            err.contains("3 steps in a row") && err.contains("ce is NaN"),
+            "{err}"
+        );
+        assert_eq!(bad.skipped, 5);
+    }
+
+    #[test]
+    fn metrics_lines_hold_every_field() {
+        let losses = [("ce".to_string(), 2.5)];
+        let v = metrics_record(7, 1, 1e-3, &losses, 2.5, 10.0, 3.0);
+        assert_eq!(
+            v.to_string(),
+            r#"{"epoch":1,"loss":{"ce":2.5},"lr":0.001,"samples_per_s":10.0,"seconds":3.0,"step":7,"total":2.5}"#
+        );
+    }
 }
