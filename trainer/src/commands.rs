@@ -260,3 +260,254 @@ pub fn probe(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// What a supervised or fine-tuning run was started with (kept in the run directory as
+/// `command.json`, so `--resume` continues the same run).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SupervisedStart {
+    /// The checkpoint the model started from (fine-tuning), if any.
+    pub init: Option<PathBuf>,
+    /// The labelled fraction of the training split, in (0, 1].
+    pub label_fraction: f64,
+}
+
+impl SupervisedStart {
+    fn path(run: &RunDir) -> PathBuf {
+        run.path().join("command.json")
+    }
+
+    pub fn save(&self, run: &RunDir) -> TrainerResult<()> {
+        let text = serde_json::to_string_pretty(self).expect("serialisable");
+        crate::run_dir::write_atomically(&Self::path(run), text.as_bytes())
+    }
+
+    pub fn load(run: &RunDir) -> TrainerResult<SupervisedStart> {
+        let p = Self::path(run);
+        let text = std::fs::read_to_string(&p).map_err(|e| TrainerError::io(&p, e))?;
+        serde_json::from_str(&text).map_err(|e| TrainerError::io(&p, e))
+    }
+}
+
+/// `trainer supervised` (labels only, from scratch) and `trainer finetune` (from a
+/// pre-trained checkpoint): the training, then the classifier's accuracy under sensor dropout.
+pub fn supervised(
+    cfg: &RunConfig,
+    run: &RunDir,
+    start: &SupervisedStart,
+    resume: bool,
+    out: Output,
+    stop: &AtomicBool,
+) -> TrainerResult<ExitCode> {
+    let what = if start.init.is_some() {
+        "Fine-tuning"
+    } else {
+        "Supervised training"
+    };
+    let trained = crate::supervised::train_supervised(
+        cfg,
+        run,
+        start.init.as_deref(),
+        start.label_fraction,
+        resume,
+        out,
+        stop,
+    )?;
+    let o = &trained.outcome;
+    let mut report = format!(
+        "# {what} report\n\nRun directory: `{}`\n\n| setting | value |\n|---|---|\n| preset | {} |\n| model | {} ({} parameters, fusion {}) |\n| started from | {} |\n| labelled fraction | {:.0} % ({} samples) |\n| device | {} |\n| steps | {} of {} (batch {}) |\n| skipped steps | {} |\n| time | {:.0} s ({:.1} samples/s) |\n| last-epoch mean cross-entropy | {:.4} |\n",
+        run.path().display(),
+        cfg.preset,
+        cfg.model.preset,
+        o.num_params,
+        cfg.model.fusion,
+        start
+            .init
+            .as_ref()
+            .map(|p| format!("`{}`", p.display()))
+            .unwrap_or_else(|| "random initialisation".into()),
+        100.0 * start.label_fraction,
+        o.train_samples,
+        o.device,
+        o.steps,
+        o.total_steps,
+        cfg.train.batch_size,
+        o.skipped,
+        o.seconds,
+        o.samples_per_s,
+        o.final_loss
+    );
+    let mut acc = Vec::new();
+    if o.ending == Ending::Finished {
+        acc = crate::supervised::classifier_accuracy(
+            &trained.model,
+            &trained.dataset,
+            cfg,
+            &cfg.data.split,
+            &dropout_scenarios(),
+            trained.device,
+            out,
+        )?;
+        report.push_str(&format!(
+            "\n## Test accuracy of the classifier (split `{}`)\n\n| condition | Top-1 (%) | RDP (%) |\n|---|---|---|\n",
+            cfg.data.split
+        ));
+        let clean = acc.first().map(|a| a.1).unwrap_or(f64::NAN);
+        for (n, a) in &acc {
+            report.push_str(&format!(
+                "| {n} | {a:.1} | {:.1} |\n",
+                crate::eval::rdp(clean, *a)
+            ));
+        }
+    }
+    run.write_report(&report)?;
+    if out == Output::Json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "run_dir": run.path(),
+                "finished": o.ending == Ending::Finished,
+                "steps": o.steps,
+                "final_loss": o.final_loss,
+                "accuracy": acc.iter().map(|(n, a)| serde_json::json!({"name": n, "top1": a})).collect::<Vec<_>>(),
+            })
+        );
+    } else {
+        out.say(&format!(
+            "{what}: {} steps in {:.0} s; last-epoch cross-entropy {:.4}",
+            o.steps, o.seconds, o.final_loss
+        ));
+        for (n, a) in &acc {
+            out.say(&format!("  {n}: {a:.1} %"));
+        }
+        out.say(&format!("report: {}", run.report_path().display()));
+    }
+    Ok(match o.ending {
+        Ending::Finished => ExitCode::SUCCESS,
+        Ending::Interrupted => ExitCode::from(130),
+    })
+}
+
+/// `trainer robustness`: the frozen model of a run (linear probe) under sensor dropout (paper
+/// 000 Table II) and corruption (Table III), with RDP, and RGS against a supervised baseline
+/// run's classifier when one is given.
+pub fn robustness(
+    source: &Path,
+    baseline: Option<&Path>,
+    device: Option<&str>,
+    runs_dir: &Path,
+    out: Output,
+) -> TrainerResult<ExitCode> {
+    use crate::eval::{average_rdp, corruption_scenarios, rgs};
+    let ours = load_run(source, device, out)?;
+    let cfg = &ours.config;
+    let split = cfg.data.split.clone();
+    let run = RunDir::create(runs_dir, None, "robustness", &cfg.preset)?;
+    run.save_config(cfg)?;
+    let dropout = dropout_scenarios();
+    let corruption = corruption_scenarios();
+    let all: Vec<_> = dropout.iter().chain(&corruption).cloned().collect();
+    out.say("probing the model, then scoring it under every condition");
+    let (e, _) = evaluate(
+        &ours.model,
+        &ours.dataset,
+        cfg,
+        &split,
+        &all,
+        ours.device,
+        out,
+    )?;
+    let ours_acc: Vec<(String, f64)> = e
+        .scenarios
+        .iter()
+        .map(|r| (r.name.clone(), r.top1))
+        .collect();
+    let base_acc = match baseline {
+        Some(b) => {
+            out.say("scoring the baseline's classifier under every condition");
+            let lb = load_run(b, device, out)?;
+            Some(crate::supervised::classifier_accuracy(
+                &lb.model,
+                &lb.dataset,
+                &lb.config,
+                &split,
+                &all,
+                lb.device,
+                out,
+            )?)
+        }
+        None => None,
+    };
+    let nd = dropout.len();
+    let mut rows = vec![(
+        format!("RCMCL probe (`{}`)", source.display()),
+        ours_acc.clone(),
+    )];
+    if let (Some(b), Some(path)) = (&base_acc, baseline) {
+        rows.push((
+            format!("supervised baseline (`{}`)", path.display()),
+            b.clone(),
+        ));
+    }
+    let mut r = format!(
+        "# Robustness\n\nSplit `{split}`. Our model: a linear probe on the frozen Z_fusion, trained on clean data. The baseline: its own classifier. RDP = 100 (clean - degraded) / clean; RGS = 100 (ours - baseline) / baseline (docs/method.md).\n\n## Sensor dropout (Table II)\n\n| model |"
+    );
+    for s in &dropout {
+        r.push_str(&format!(" {} |", s.name));
+    }
+    r.push_str(" RDP R&P missing (%) |\n|---|");
+    r.push_str(&"---|".repeat(nd + 1));
+    r.push('\n');
+    for (name, acc) in &rows {
+        r.push_str(&format!("| {name} |"));
+        for (_, a) in &acc[..nd] {
+            r.push_str(&format!(" {a:.1} |"));
+        }
+        let rp = acc
+            .iter()
+            .find(|(n, _)| n == "R&P missing")
+            .map(|(_, a)| crate::eval::rdp(acc[0].1, *a))
+            .unwrap_or(f64::NAN);
+        r.push_str(&format!(" {rp:.1} |\n"));
+    }
+    if let Some(b) = &base_acc {
+        r.push_str("| RGS (%) |");
+        for i in 0..nd {
+            r.push_str(&format!(" {:.1} |", rgs(ours_acc[i].1, b[i].1)));
+        }
+        r.push_str(" |\n");
+    }
+    r.push_str("\n## Corruption (Table III)\n\n| model |");
+    for s in &corruption {
+        r.push_str(&format!(" {} |", s.name));
+    }
+    r.push_str(" average RDP (%) |\n|---|");
+    r.push_str(&"---|".repeat(corruption.len() + 1));
+    r.push('\n');
+    for (name, acc) in &rows {
+        r.push_str(&format!("| {name} |"));
+        for (_, a) in &acc[nd..] {
+            r.push_str(&format!(" {a:.1} |"));
+        }
+        let degraded: Vec<f64> = acc[nd..].iter().map(|(_, a)| *a).collect();
+        r.push_str(&format!(" {:.1} |\n", average_rdp(acc[0].1, &degraded)));
+    }
+    run.write_report(&r)?;
+    if out == Output::Json {
+        let table = |acc: &[(String, f64)]| {
+            acc.iter()
+                .map(|(n, a)| serde_json::json!({"name": n, "top1": a}))
+                .collect::<Vec<_>>()
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "run_dir": run.path(),
+                "ours": table(&ours_acc),
+                "baseline": base_acc.as_deref().map(table),
+            })
+        );
+    } else {
+        out.say(&r);
+    }
+    Ok(ExitCode::SUCCESS)
+}

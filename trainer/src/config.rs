@@ -190,8 +190,7 @@ impl RunConfig {
     /// The preset `preset`, then the TOML file `file` (if any), then each `key=value` of
     /// `sets` (dotted keys: `train.lr=3e-4`; values in TOML syntax, bare words as strings).
     pub fn resolve(preset: &str, file: Option<&Path>, sets: &[String]) -> TrainerResult<RunConfig> {
-        let mut value = toml::Value::try_from(RunConfig::preset(preset)?)
-            .map_err(|e| TrainerError::Config(format!("internal: preset to TOML: {e}")))?;
+        let mut value = RunConfig::preset(preset)?.to_value()?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|e| TrainerError::Io {
                 path: path.to_path_buf(),
@@ -202,6 +201,20 @@ impl RunConfig {
             })?;
             merge(&mut value, overlay, "", &path.display().to_string())?;
         }
+        Self::finish(value, sets)
+    }
+
+    /// This configuration with `key=value` overrides (as `resolve`'s `sets`).
+    pub fn with_sets(&self, sets: &[String]) -> TrainerResult<RunConfig> {
+        Self::finish(self.to_value()?, sets)
+    }
+
+    fn to_value(&self) -> TrainerResult<toml::Value> {
+        toml::Value::try_from(self)
+            .map_err(|e| TrainerError::Config(format!("internal: config to TOML: {e}")))
+    }
+
+    fn finish(mut value: toml::Value, sets: &[String]) -> TrainerResult<RunConfig> {
         for set in sets {
             let (key, raw) = set.split_once('=').ok_or_else(|| {
                 TrainerError::Config(format!("--set {set:?}: expected key=value"))

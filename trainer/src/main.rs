@@ -76,6 +76,28 @@ enum Command {
     },
     /// Self-supervised pre-training with L_total = L_CM + 0.5 L_IM + 0.2 L_deg + 0.5 L_FUSION.
     Pretrain(RunArgs),
+    /// The supervised fusion baseline: the same encoders with average fusion, trained with
+    /// labels only (cross-entropy on Z_fusion); needed for RGS.
+    Supervised(RunArgs),
+    /// End-to-end fine-tuning of a pre-trained run with cross-entropy, on a labelled fraction
+    /// of the training split (the semi-supervised protocols of papers 002 and 004).
+    Finetune(FinetuneArgs),
+    /// Accuracy under sensor dropout (Table II) and corruption (Table III) of a run's frozen
+    /// model, with RDP, and RGS against a supervised baseline run.
+    Robustness {
+        /// The (pre-training) run whose model is probed and scored.
+        #[arg(long)]
+        run: PathBuf,
+        /// A `trainer supervised` run to compare against (RGS).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        /// auto, cpu, cuda or cuda:N (default: the run's).
+        #[arg(long)]
+        device: Option<String>,
+        /// Where the report's run directory is made.
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+    },
     /// Linear probe of a trained run's frozen model (Top-1 of a linear classifier on Z_fusion
     /// and on each sensor, and kNN) on the cross-subject and cross-view splits.
     Probe {
@@ -117,6 +139,31 @@ struct RunArgs {
     run_dir: Option<PathBuf>,
     /// Continue the run in this directory from its last checkpoint (its saved config is used).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["config", "sets", "preset", "run_dir"])]
+    resume: Option<PathBuf>,
+}
+
+/// `trainer finetune`'s options.
+#[derive(Args)]
+struct FinetuneArgs {
+    /// The pre-training run to start from (its config and last checkpoint).
+    #[arg(long, required_unless_present = "resume")]
+    from: Option<PathBuf>,
+    /// Percent of the training split's labels to use: 1, 2, 5, 10, 25, 50 or 100 (any value in
+    /// (0, 100] works; the subset is class-stratified and seeded).
+    #[arg(long, default_value_t = 100.0)]
+    label_fraction: f64,
+    /// Override one setting of the source run's config, e.g. --set train.epochs=20.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the fine-tuning run in this directory.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["from", "sets", "run_dir"])]
     resume: Option<PathBuf>,
 }
 
@@ -170,6 +217,34 @@ fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
             let outcome = commands::pretrain(&cfg, &run, resume, out, &stop)?;
             Ok(outcome)
         }
+        Command::Supervised(mut args) => {
+            // The baseline fuses by averaging unless the user says otherwise.
+            args.sets.insert(0, "model.fusion=average".into());
+            let (cfg, run, resume) = open_run(&args, "supervised")?;
+            let start = if resume {
+                commands::SupervisedStart::load(&run)?
+            } else {
+                let s = commands::SupervisedStart {
+                    init: None,
+                    label_fraction: 1.0,
+                };
+                s.save(&run)?;
+                s
+            };
+            let stop = interrupt_flag(out);
+            commands::supervised(&cfg, &run, &start, resume, out, &stop)
+        }
+        Command::Finetune(args) => {
+            let (cfg, run, start, resume) = open_finetune(&args)?;
+            let stop = interrupt_flag(out);
+            commands::supervised(&cfg, &run, &start, resume, out, &stop)
+        }
+        Command::Robustness {
+            run,
+            baseline,
+            device,
+            runs_dir,
+        } => commands::robustness(&run, baseline.as_deref(), device.as_deref(), &runs_dir, out),
         Command::Probe {
             run,
             splits,
@@ -202,6 +277,50 @@ fn open_run(args: &RunArgs, command: &str) -> TrainerResult<(RunConfig, RunDir, 
     )?;
     run.save_config(&cfg)?;
     Ok((cfg, run, false))
+}
+
+/// The configuration, run directory and start of a fine-tuning run (new or resumed).
+fn open_finetune(
+    args: &FinetuneArgs,
+) -> TrainerResult<(RunConfig, RunDir, commands::SupervisedStart, bool)> {
+    if let Some(dir) = &args.resume {
+        let run = RunDir::open(dir)?;
+        let mut cfg = run.load_config()?;
+        if let Some(d) = &args.device {
+            cfg.device = d.clone();
+        }
+        let start = commands::SupervisedStart::load(&run)?;
+        return Ok((cfg, run, start, true));
+    }
+    let from = args
+        .from
+        .as_ref()
+        .expect("clap requires --from without --resume");
+    let source = RunDir::open(from)?;
+    if !(args.label_fraction > 0.0 && args.label_fraction <= 100.0) {
+        return Err(trainer::error::TrainerError::Config(format!(
+            "--label-fraction is a percentage in (0, 100], got {}",
+            args.label_fraction
+        )));
+    }
+    let mut sets = args.sets.clone();
+    if let Some(d) = &args.device {
+        sets.push(format!("device=\"{d}\""));
+    }
+    let cfg = source.load_config()?.with_sets(&sets)?;
+    let run = RunDir::create(
+        &args.runs_dir,
+        args.run_dir.as_deref(),
+        "finetune",
+        &cfg.preset,
+    )?;
+    run.save_config(&cfg)?;
+    let start = commands::SupervisedStart {
+        init: Some(source.checkpoint_path()),
+        label_fraction: args.label_fraction / 100.0,
+    };
+    start.save(&run)?;
+    Ok((cfg, run, start, false))
 }
 
 /// A flag set by the first Ctrl-C (the run saves a checkpoint and stops after its step); a
