@@ -259,10 +259,12 @@ pub fn tsne_figure(
         seed: cfg.seed,
         ..TsneConfig::default()
     };
-    out.say(&format!(
-        "t-SNE of {points} embeddings ({n} samples, {} kinds)",
-        points / n.max(1)
-    ));
+    if out == Output::Normal {
+        out.say(&format!(
+            "t-SNE of {points} embeddings ({n} samples, {} kinds)",
+            points / n.max(1)
+        ));
+    }
     let y = tsne(&x, points, proj, &tcfg)?;
 
     create_dir(dir)?;
@@ -459,19 +461,19 @@ pub fn gates_figure(
     dir: &Path,
     out: Output,
 ) -> TrainerResult<Vec<PathBuf>> {
-    out.say(&format!(
-        "gate values over time: {} fails from frame {from}, {samples} samples",
-        sensor_name(dropped)
-    ));
+    if out == Output::Normal {
+        out.say(&format!(
+            "gate values over time: {} fails from frame {from}, {samples} samples",
+            sensor_name(dropped)
+        ));
+    }
     let g = gate_series(model, ds, cfg, device, Some((dropped, from)), samples)?;
     let mut series = Vec::new();
     let mut csv = String::from("sensor,step,x,gate,failed\n");
     for s in Sensor::ALL {
-        let (Some(v), Some(xs), Some(frames)) = (
-            g.steps[s as usize].as_ref(),
-            g.positions(s),
-            g.per_frame(s),
-        ) else {
+        let (Some(v), Some(xs), Some(frames)) =
+            (g.steps[s as usize].as_ref(), g.positions(s), g.per_frame(s))
+        else {
             continue;
         };
         series.push((GATE_NAMES[s as usize].to_string(), frames));
@@ -569,21 +571,22 @@ fn run_name(metrics: &Path) -> String {
         .unwrap_or_else(|| "run".into())
 }
 
-/// The loss curves of a run: from `run`/metrics.jsonl (or `run` itself when it is a file), one
-/// series per loss term (`loss` object: cm, mv, im, deg, fusion, unweighted) and the weighted
-/// total, against the step, on a logarithmic y axis. A step logged twice (a resumed run
-/// repeats the steps after its last checkpoint) keeps its last line; values that are not
-/// finite and positive cannot go on a log axis and are left out (a term with none left is not
-/// drawn). Writes `losses.png/.svg`. Errors for a missing file, a line that is not JSON or has
-/// no step, and a log without any loss.
-pub fn loss_curves(run: &Path, dir: &Path) -> TrainerResult<Vec<PathBuf>> {
+/// The loss series of a run: from `run`/metrics.jsonl (or `run` itself when it is a file),
+/// one series per loss term (the `loss` object: cm, mv, im, deg, fusion, unweighted; labelled
+/// L_CM, L_MV, L_IM, L_deg, L_FUSION, in that order; unknown keys after them by name), then the weighted total
+/// (`L_total (weighted)`), each as (step, value) sorted by step. A step logged twice (a resumed
+/// run repeats the steps after its last checkpoint) keeps its last line; values that are not
+/// finite and positive cannot go on a log axis and are left out (a term with none left is
+/// dropped). Errors for a missing file, a line that is not JSON or has no step, and a log
+/// without any loss. Returns the series and the file read.
+pub fn loss_series(run: &Path) -> TrainerResult<(Vec<(String, Vec<(f64, f64)>)>, PathBuf)> {
     let path = if run.is_dir() {
         run.join("metrics.jsonl")
     } else {
         run.to_path_buf()
     };
     let text = std::fs::read_to_string(&path).map_err(|e| TrainerError::io(&path, e))?;
-    // key -> step -> value, keys in order of first appearance.
+    // key -> step -> value.
     let mut order: Vec<String> = Vec::new();
     let mut values: BTreeMap<String, BTreeMap<u64, f64>> = BTreeMap::new();
     let mut put = |key: &str, step: u64, v: f64| {
@@ -614,8 +617,12 @@ pub fn loss_curves(run: &Path, dir: &Path) -> TrainerResult<Vec<PathBuf>> {
             put("total", step, v);
         }
     }
-    // The total last, the terms in the order they were logged.
-    order.sort_by_key(|k| k == "total");
+    // The terms in the objective's order (others after them, by name), the total last.
+    const TERMS: [&str; 5] = ["cm", "mv", "im", "deg", "fusion"];
+    order.sort_by_key(|k| {
+        let rank = TERMS.iter().position(|t| t == k).unwrap_or(TERMS.len());
+        (k == "total", rank, k.clone())
+    });
     let series: Vec<(String, Vec<(f64, f64)>)> = order
         .iter()
         .filter_map(|k| {
@@ -633,6 +640,14 @@ pub fn loss_curves(run: &Path, dir: &Path) -> TrainerResult<Vec<PathBuf>> {
             "no positive loss values to plot (is this a metrics.jsonl of `trainer pretrain`?)",
         ));
     }
+    Ok((series, path))
+}
+
+/// The loss curves of a run ([`loss_series`] of `run`: each loss term and the weighted total)
+/// against the step, on a logarithmic y axis. Writes `losses.png/.svg`; errors as
+/// [`loss_series`] does.
+pub fn loss_curves(run: &Path, dir: &Path) -> TrainerResult<Vec<PathBuf>> {
+    let (series, path) = loss_series(run)?;
     create_dir(dir)?;
     Ok(lines(
         &series,
