@@ -29,6 +29,9 @@ use std::sync::Arc;
 /// evaluation-mode batch norm makes the result independent of the chunking).
 const PROJECT_CHUNK: usize = 4096;
 
+/// A named series of (x, y) points, as `trainer::plot::lines` takes them.
+pub type Series = (String, Vec<(f64, f64)>);
+
 /// Short sensor symbols of the gate series (the paper's G_R, G_S, G_P).
 const GATE_NAMES: [&str; 3] = ["G_R (RGB-D)", "G_S (skeleton)", "G_P (point cloud)"];
 
@@ -514,8 +517,8 @@ pub fn gates_figure(
 /// baseline). Writes `noise.png/.svg` and `sparsity.png/.svg`; an empty list skips its chart,
 /// both empty is an error.
 pub fn corruption_figures(
-    noise: &[(String, Vec<(f64, f64)>)],
-    sparsity: &[(String, Vec<(f64, f64)>)],
+    noise: &[Series],
+    sparsity: &[Series],
     dir: &Path,
 ) -> TrainerResult<Vec<PathBuf>> {
     if noise.is_empty() && sparsity.is_empty() {
@@ -579,7 +582,7 @@ fn run_name(metrics: &Path) -> String {
 /// finite and positive cannot go on a log axis and are left out (a term with none left is
 /// dropped). Errors for a missing file, a line that is not JSON or has no step, and a log
 /// without any loss. Returns the series and the file read.
-pub fn loss_series(run: &Path) -> TrainerResult<(Vec<(String, Vec<(f64, f64)>)>, PathBuf)> {
+pub fn loss_series(run: &Path) -> TrainerResult<(Vec<Series>, PathBuf)> {
     let path = if run.is_dir() {
         run.join("metrics.jsonl")
     } else {
@@ -623,7 +626,7 @@ pub fn loss_series(run: &Path) -> TrainerResult<(Vec<(String, Vec<(f64, f64)>)>,
         let rank = TERMS.iter().position(|t| t == k).unwrap_or(TERMS.len());
         (k == "total", rank, k.clone())
     });
-    let series: Vec<(String, Vec<(f64, f64)>)> = order
+    let series: Vec<Series> = order
         .iter()
         .filter_map(|k| {
             let pts: Vec<(f64, f64)> = values[k]

@@ -419,6 +419,11 @@ fn gates_need_an_amg_model() {
     .to_string();
     assert!(err.contains("average fusion"), "{err}");
     assert!(!dir.join("gates.png").exists());
+    // The figures run the model in evaluation mode and give it back as it was.
+    assert!(model.store().is_training());
+    let (_keep, dir) = out_dir("average-embed");
+    embed(&model, &dataset(), &cfg, Device::Cpu, &dir, Output::Quiet).unwrap();
+    assert!(model.store().is_training());
 }
 
 #[test]
