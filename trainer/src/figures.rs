@@ -201,7 +201,7 @@ pub fn spread_over_classes(indices: &[u32], labels: &[i64], max: usize) -> Vec<u
     chosen.into_iter().map(|k| indices[k]).collect()
 }
 
-/// Paper 000 Fig. 6: exact t-SNE ([`tsne`]) of the unified embedding h_M of every loaded sensor
+/// Paper 000 Fig. 6: exact t-SNE ([`tsne()`]) of the unified embedding h_M of every loaded sensor
 /// of up to `max_samples` test samples (spread evenly over the classes, see
 /// [`spread_over_classes`]), plus the fused feature's projection through the fusion head (the
 /// space L_FUSION compares), one point per (sample, embedding), coloured by class and shaped by
