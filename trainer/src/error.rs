@@ -18,6 +18,8 @@ pub enum TrainerError {
     Device(String),
     #[error("training stopped: {0}")]
     Diverged(String),
+    #[error("plot: {0}")]
+    Plot(#[from] crate::plot::PlotError),
 }
 
 pub type TrainerResult<T> = Result<T, TrainerError>;

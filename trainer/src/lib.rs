@@ -8,6 +8,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod evaluate;
+pub mod figures;
 pub mod plot;
 pub mod pretrain;
 pub mod progress;
