@@ -8,6 +8,7 @@ use crate::evaluate::{evaluate, Evaluation};
 use crate::pretrain::{pretrain as pretrain_loop, Ending, PretrainOutcome};
 use crate::progress::Output;
 use crate::run_dir::RunDir;
+use models::data::degrade::Sensor;
 use models::data::ntu::{import_dir, NtuImportConfig, NtuVersion};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -491,6 +492,23 @@ pub fn robustness(
         let degraded: Vec<f64> = acc[nd..].iter().map(|(_, a)| *a).collect();
         r.push_str(&format!(" {:.1} |\n", average_rdp(acc[0].1, &degraded)));
     }
+    // Fig. 4: accuracy against noise and sparsity, the clean accuracy at 0.
+    let series = |prefix: &str| -> Vec<crate::figures::Series> {
+        rows.iter()
+            .map(|(name, acc)| {
+                let mut pts = vec![(0.0, acc[0].1)];
+                for (n, a) in &acc[nd..] {
+                    if let Some(x) = n.strip_prefix(prefix) {
+                        let x: f64 = x.trim_end_matches('%').trim().parse().unwrap_or(f64::NAN);
+                        pts.push((x, *a));
+                    }
+                }
+                (name.clone(), pts)
+            })
+            .collect()
+    };
+    crate::figures::corruption_figures(&series("SJN "), &series("PCS "), run.path())?;
+    r.push_str("\n![accuracy against joint noise](noise.png) ![accuracy against point sparsity](sparsity.png)\n");
     run.write_report(&r)?;
     if out == Output::Json {
         let table = |acc: &[(String, f64)]| {
@@ -510,4 +528,89 @@ pub fn robustness(
         out.say(&r);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `trainer embed`: the test split's features and unified-space embeddings of a run's model
+/// as .npy files.
+pub fn embed(
+    source: &Path,
+    dir: Option<&Path>,
+    device: Option<&str>,
+    out: Output,
+) -> TrainerResult<ExitCode> {
+    let loaded = load_run(source, device, out)?;
+    let dir = dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| source.join("embeddings"));
+    let files = crate::figures::embed(
+        &loaded.model,
+        &loaded.dataset,
+        &loaded.config,
+        loaded.device,
+        &dir,
+        out,
+    )?;
+    finish_files(&files, out);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which figures `trainer plot` draws.
+#[derive(Clone, Debug)]
+pub struct PlotRequest {
+    pub tsne: bool,
+    pub gates: bool,
+    pub losses: bool,
+    /// Test samples in the t-SNE.
+    pub tsne_samples: usize,
+    /// The sensor that fails in the gate figure, and the frame it fails from.
+    pub drop: Sensor,
+    pub from: Option<usize>,
+}
+
+/// `trainer plot`: the figures of a run (t-SNE of the unified embedding, gate values over
+/// time with a sensor failing mid-sequence, loss curves) into `<run>/figures/`.
+pub fn plot(
+    source: &Path,
+    req: &PlotRequest,
+    device: Option<&str>,
+    out: Output,
+) -> TrainerResult<ExitCode> {
+    let dir = source.join("figures");
+    let mut files = Vec::new();
+    if req.losses {
+        files.extend(crate::figures::loss_curves(source, &dir)?);
+    }
+    if req.tsne || req.gates {
+        let l = load_run(source, device, out)?;
+        if req.tsne {
+            files.extend(crate::figures::tsne_figure(
+                &l.model,
+                &l.dataset,
+                &l.config,
+                l.device,
+                req.tsne_samples,
+                &dir,
+                out,
+            )?);
+        }
+        if req.gates {
+            let frames = crate::data::data_shape(&l.dataset)?.frames;
+            let from = req.from.unwrap_or(frames / 2);
+            files.extend(crate::figures::gates_figure(
+                &l.model, &l.dataset, &l.config, l.device, req.drop, from, 16, &dir, out,
+            )?);
+        }
+    }
+    finish_files(&files, out);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn finish_files(files: &[PathBuf], out: Output) {
+    if out == Output::Json {
+        println!("{}", serde_json::json!({ "files": files }));
+    } else {
+        for f in files {
+            out.say(&format!("wrote {}", f.display()));
+        }
+    }
 }

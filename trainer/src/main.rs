@@ -3,12 +3,13 @@
 //! reports what it got. `trainer --help` lists every command.
 
 use clap::{Args, Parser, Subcommand};
+use models::data::degrade::Sensor;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use trainer::config::RunConfig;
-use trainer::error::TrainerResult;
+use trainer::error::{TrainerError, TrainerResult};
 use trainer::progress::Output;
 use trainer::run_dir::RunDir;
 use trainer::{commands, data};
@@ -97,6 +98,38 @@ enum Command {
         /// Where the report's run directory is made.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
+    },
+    /// Z_fusion, each sensor's Z_M and unified embedding h_M, labels and sample indices of the
+    /// test split, as .npy files for outside analysis.
+    Embed {
+        #[arg(long)]
+        run: PathBuf,
+        /// Output folder (default: <run>/embeddings).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        device: Option<String>,
+    },
+    /// Figures of a run into <run>/figures: t-SNE of the unified embedding (paper Fig. 6),
+    /// gate values over time with a sensor failing mid-sequence (Fig. 7), loss curves.
+    /// Accuracy against noise and sparsity (Fig. 4) comes with `trainer robustness`.
+    Plot {
+        #[arg(long)]
+        run: PathBuf,
+        /// Which figures: any of tsne, gates, losses (comma-separated).
+        #[arg(long, default_value = "tsne,gates,losses", value_delimiter = ',')]
+        figures: Vec<String>,
+        /// Test samples in the t-SNE (4 points each: three sensors and the fused feature).
+        #[arg(long, default_value_t = 256)]
+        tsne_samples: usize,
+        /// The sensor that fails in the gate figure: rgbd, skeleton or points.
+        #[arg(long, default_value = "skeleton")]
+        drop: String,
+        /// The frame it fails from (default: half-way).
+        #[arg(long)]
+        from: Option<usize>,
+        #[arg(long)]
+        device: Option<String>,
     },
     /// Linear probe of a trained run's frozen model (Top-1 of a linear classifier on Z_fusion
     /// and on each sensor, and kNN) on the cross-subject and cross-view splits.
@@ -245,6 +278,46 @@ fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
             device,
             runs_dir,
         } => commands::robustness(&run, baseline.as_deref(), device.as_deref(), &runs_dir, out),
+        Command::Embed {
+            run,
+            out: dir,
+            device,
+        } => commands::embed(&run, dir.as_deref(), device.as_deref(), out),
+        Command::Plot {
+            run,
+            figures,
+            tsne_samples,
+            drop,
+            from,
+            device,
+        } => {
+            let known = ["tsne", "gates", "losses"];
+            if let Some(bad) = figures.iter().find(|f| !known.contains(&f.as_str())) {
+                return Err(TrainerError::Config(format!(
+                    "--figures: unknown figure {bad:?} (expected any of {known:?})"
+                )));
+            }
+            let drop = match drop.as_str() {
+                "rgbd" => Sensor::Rgbd,
+                "skeleton" => Sensor::Skeleton,
+                "points" => Sensor::Points,
+                other => {
+                    return Err(TrainerError::Config(format!(
+                        "--drop must be rgbd, skeleton or points, got {other:?}"
+                    )))
+                }
+            };
+            let has = |f: &str| figures.iter().any(|x| x == f);
+            let req = commands::PlotRequest {
+                tsne: has("tsne"),
+                gates: has("gates"),
+                losses: has("losses"),
+                tsne_samples,
+                drop,
+                from,
+            };
+            commands::plot(&run, &req, device.as_deref(), out)
+        }
         Command::Probe {
             run,
             splits,
@@ -298,7 +371,7 @@ fn open_finetune(
         .expect("clap requires --from without --resume");
     let source = RunDir::open(from)?;
     if !(args.label_fraction > 0.0 && args.label_fraction <= 100.0) {
-        return Err(trainer::error::TrainerError::Config(format!(
+        return Err(TrainerError::Config(format!(
             "--label-fraction is a percentage in (0, 100], got {}",
             args.label_fraction
         )));

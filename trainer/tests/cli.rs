@@ -312,3 +312,98 @@ fn probe_reports_both_splits() {
     );
     fails_with(&o, &["xnope", "xsub"]);
 }
+
+#[test]
+fn the_evaluation_commands_run_end_to_end() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let one_epoch = ["--set", "train.epochs=1", "--set", "probe.epochs=2"];
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "pre"]);
+    args.extend(one_epoch);
+    let o = trainer(w, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The supervised baseline: average fusion unless told otherwise.
+    let mut args = quick(&["--json", "supervised", "--run-dir", "sup"]);
+    args.extend(one_epoch);
+    let o = trainer(w, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg = std::fs::read_to_string(w.join("sup/config.toml")).unwrap();
+    assert!(cfg.contains("fusion = \"average\""), "{cfg}");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["accuracy"].as_array().unwrap().len(), 5);
+
+    // Fine-tuning half the labels from the pre-trained run.
+    let o = trainer(
+        w,
+        &[
+            "--quiet",
+            "finetune",
+            "--label-fraction",
+            "50",
+            "--run-dir",
+            "ft",
+            "--set",
+            "train.epochs=1",
+            "--from",
+        ],
+        &[&w.join("pre")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let report = std::fs::read_to_string(w.join("ft/report.md")).unwrap();
+    assert!(report.contains("labelled fraction | 50 %"), "{report}");
+    let o = trainer(
+        w,
+        &["finetune", "--label-fraction", "0", "--from"],
+        &[&w.join("pre")],
+    );
+    fails_with(&o, &["label-fraction"]);
+
+    // Robustness against the baseline: both tables, RGS, and Fig. 4.
+    let o = trainer(
+        w,
+        &["--json", "robustness", "--baseline", "sup", "--run", "pre"],
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = w.join(run_dir_of(&o));
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for row in [
+        "| RGS (%) |",
+        "SJN 0.10",
+        "PCS 70%",
+        "average RDP",
+        "supervised baseline",
+    ] {
+        assert!(
+            report.contains(row),
+            "robustness report lacks {row:?}:\n{report}"
+        );
+    }
+    for f in ["noise.png", "noise.svg", "sparsity.png", "sparsity.svg"] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+
+    // Embeddings and figures.
+    let o = trainer(w, &["--quiet", "embed", "--run"], &[&w.join("pre")]);
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["fused.npy", "h_skeleton.npy", "labels.npy"] {
+        assert!(w.join("pre/embeddings").join(f).is_file(), "{f}");
+    }
+    let o = trainer(
+        w,
+        &["--quiet", "plot", "--tsne-samples", "16", "--run"],
+        &[&w.join("pre")],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    for f in ["tsne.png", "gates.png", "losses.png", "tsne.svg"] {
+        assert!(w.join("pre/figures").join(f).is_file(), "{f}");
+    }
+    // The baseline has no gate to plot.
+    let o = trainer(
+        w,
+        &["plot", "--figures", "gates", "--run"],
+        &[&w.join("sup")],
+    );
+    fails_with(&o, &["average"]);
+}
