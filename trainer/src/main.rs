@@ -131,6 +131,16 @@ enum Command {
         #[arg(long)]
         device: Option<String>,
     },
+    /// Trains and evaluates the ablation configurations 1-7 of paper 000 Table IV with one
+    /// preset's settings and writes the table (clean accuracy, RDP with R and P missing).
+    Ablation {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Which configurations, comma-separated (1 supervised, 2 unimodal, 3 cm, 4 cm-im,
+        /// 5 cm-im-deg, 6 cm-im-amg, 7 full).
+        #[arg(long, default_value = "1,2,3,4,5,6,7", value_delimiter = ',')]
+        configs: Vec<usize>,
+    },
     /// Linear probe of a trained run's frozen model (Top-1 of a linear classifier on Z_fusion
     /// and on each sensor, and kNN) on the cross-subject and cross-view splits.
     Probe {
@@ -278,6 +288,21 @@ fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
             device,
             runs_dir,
         } => commands::robustness(&run, baseline.as_deref(), device.as_deref(), &runs_dir, out),
+        Command::Ablation { args, configs } => {
+            if args.resume.is_some() {
+                return Err(TrainerError::Config(
+                    "ablation runs cannot be resumed as a whole; rerun the configurations left with --configs".into(),
+                ));
+            }
+            if let Some(bad) = configs.iter().find(|c| !(1..=7).contains(*c)) {
+                return Err(TrainerError::Config(format!(
+                    "--configs: {bad} is not a configuration of Table IV (1-7)"
+                )));
+            }
+            let (cfg, run, _) = open_run(&args, "ablation")?;
+            let stop = interrupt_flag(out);
+            commands::ablation(&cfg, &run, &configs, out, &stop)
+        }
         Command::Embed {
             run,
             out: dir,

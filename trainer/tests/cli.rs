@@ -407,3 +407,32 @@ fn the_evaluation_commands_run_end_to_end() {
     );
     fails_with(&o, &["average"]);
 }
+
+#[test]
+fn ablation_writes_the_table() {
+    let work = tempfile::tempdir().unwrap();
+    let mut args = quick(&["--json", "ablation", "--configs", "1,2,7"]);
+    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=2"]);
+    let o = trainer(work.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = work.path().join(run_dir_of(&o));
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for row in [
+        "| 1 | Supervised fusion baseline | - | - | - | average |",
+        "| 2 | Uni-modal CL baselines (best sensor) | - | yes | - | n/a |",
+        "| 7 | Full RCMCL | yes | yes | yes | AMG |",
+    ] {
+        assert!(report.contains(row), "report lacks {row:?}:\n{report}");
+    }
+    // Configuration 2 has no fusion, so no RDP.
+    let line2 = report.lines().find(|l| l.starts_with("| 2 |")).unwrap();
+    assert!(line2.ends_with("| - |"), "{line2}");
+    for sub in ["config1-supervised", "config2-unimodal", "config7-full"] {
+        assert!(
+            dir.join(sub).join("checkpoints/last.safetensors").is_file(),
+            "{sub}"
+        );
+    }
+    let o = trainer(work.path(), &quick(&["ablation", "--configs", "9"]), &[]);
+    fails_with(&o, &["9", "1-7"]);
+}
