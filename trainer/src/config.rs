@@ -122,7 +122,7 @@ impl RunConfig {
     pub fn preset(name: &str) -> TrainerResult<RunConfig> {
         let (synth, model, epochs, batch, lr, warmup, max_train, max_test) = match name {
             "tiny" => ("tiny", "tiny", 2, 16, 2e-3, 0, 64, 64),
-            "small" => ("small", "small", 4, 16, 1e-3, 1, 0, 0),
+            "small" => ("small", "small", 3, 16, 1e-3, 1, 0, 0),
             "base" => ("small", "base", 100, 64, 1e-3, 10, 0, 0),
             "paper" => ("paper", "paper", 300, 256, 1e-3, 10, 0, 0),
             _ => {

@@ -436,3 +436,46 @@ fn ablation_writes_the_table() {
     let o = trainer(work.path(), &quick(&["ablation", "--configs", "9"]), &[]);
     fails_with(&o, &["9", "1-7"]);
 }
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_the_run_resumes() {
+    let work = tempfile::tempdir().unwrap();
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "run"]);
+    args.extend([
+        "--set",
+        "train.epochs=3",
+        "--set",
+        "train.checkpoint_every=1000",
+        "--set",
+        "train.log_every=1",
+        "--set",
+        "probe.epochs=2",
+    ]);
+    let child = command(work.path(), &args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = work.path().join("run");
+    let began = Instant::now();
+    while std::fs::read_to_string(run.join("metrics.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(began.elapsed() < Duration::from_secs(300), "the run is stuck");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGINT, as Ctrl-C sends it.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--resume"), "{}", text(&o));
+    // No periodic checkpoint was due: this one is Ctrl-C's.
+    assert!(run.join("checkpoints/last.safetensors").is_file());
+    let o = trainer(work.path(), &["--quiet", "pretrain", "--resume"], &[&run]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(losses(&run).len(), 12);
+}
