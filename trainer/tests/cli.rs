@@ -463,16 +463,31 @@ fn ctrl_c_saves_a_checkpoint_and_the_run_resumes() {
         .unwrap_or(0)
         < 2
     {
-        assert!(began.elapsed() < Duration::from_secs(300), "the run is stuck");
+        assert!(
+            began.elapsed() < Duration::from_secs(300),
+            "the run is stuck"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // SIGINT, as Ctrl-C sends it.
     let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("interrupted"), "{}", text(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("--resume"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("interrupted"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("--resume"),
+        "{}",
+        text(&o)
+    );
     // No periodic checkpoint was due: this one is Ctrl-C's.
     assert!(run.join("checkpoints/last.safetensors").is_file());
     let o = trainer(work.path(), &["--quiet", "pretrain", "--resume"], &[&run]);
