@@ -1,7 +1,7 @@
 //! Training checkpoints: the model's parameters and buffers, the optimizer state, the MoCo key
 //! encoder and queues (pre-training only), and the step, in one safetensors file written
-//! atomically (`engine::io::save_checkpoint`). Loading checks everything before changing
-//! anything. Pre-training ([`save`]) and supervised training ([`save_state`], without a
+//! atomically (`engine::io::save_checkpoint`). Loading refuses a checkpoint that does not fit
+//! (another preset, other names or shapes) before the model changes. Pre-training ([`save`]) and supervised training ([`save_state`], without a
 //! `Pretrainer`) write the same format, so either can initialise the other's model.
 
 use crate::error::{TrainerError, TrainerResult};
