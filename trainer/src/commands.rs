@@ -493,21 +493,29 @@ pub fn robustness(
         r.push_str(&format!(" {:.1} |\n", average_rdp(acc[0].1, &degraded)));
     }
     // Fig. 4: accuracy against noise and sparsity, the clean accuracy at 0.
-    let series = |prefix: &str| -> Vec<crate::figures::Series> {
+    // Noise in metres; sparsity as the fraction of points dropped.
+    let series = |prefix: &str, scale: f64| -> Vec<crate::figures::Series> {
         rows.iter()
-            .map(|(name, acc)| {
+            .enumerate()
+            .map(|(i, (_, acc))| {
+                // Short legend names; the report's tables carry the run paths.
+                let name = if i == 0 {
+                    "RCMCL (linear probe)"
+                } else {
+                    "supervised baseline"
+                };
                 let mut pts = vec![(0.0, acc[0].1)];
                 for (n, a) in &acc[nd..] {
                     if let Some(x) = n.strip_prefix(prefix) {
                         let x: f64 = x.trim_end_matches('%').trim().parse().unwrap_or(f64::NAN);
-                        pts.push((x, *a));
+                        pts.push((x * scale, *a));
                     }
                 }
-                (name.clone(), pts)
+                (name.to_string(), pts)
             })
             .collect()
     };
-    crate::figures::corruption_figures(&series("SJN "), &series("PCS "), run.path())?;
+    crate::figures::corruption_figures(&series("SJN ", 1.0), &series("PCS ", 0.01), run.path())?;
     r.push_str("\n![accuracy against joint noise](noise.png) ![accuracy against point sparsity](sparsity.png)\n");
     run.write_report(&r)?;
     if out == Output::Json {
