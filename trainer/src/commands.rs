@@ -191,10 +191,7 @@ pub struct Loaded {
 /// Loads the model of the run in `dir` from its last checkpoint (on `device`, or the run's).
 pub fn load_run(dir: &Path, device: Option<&str>, out: Output) -> TrainerResult<Loaded> {
     let run = RunDir::open(dir)?;
-    let mut config = run.load_config()?;
-    if let Some(d) = device {
-        config.device = d.to_string();
-    }
+    let config = run.load_config_on(device)?;
     let device = crate::device::resolve_device(&config.device)?;
     let dataset = crate::data::open_dataset(&config.data, out)?;
     let shape = crate::data::data_shape(&dataset)?;

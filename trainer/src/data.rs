@@ -133,8 +133,22 @@ pub fn pretrain_loader(
     cfg: &RunConfig,
 ) -> TrainerResult<Loader> {
     let mods = modalities(&ds, cfg.objective.multi_view);
-    let mut lc = LoaderConfig::new(&mods, cfg.train.batch_size);
-    lc.views = 2;
+    training_loader(ds, indices, cfg, &mods, 2, "training samples make", "")
+}
+
+/// Training batches of `views` augmented views of `modalities`, shuffled, full batches only;
+/// an error when `indices` (described by `what`) fill no batch, ending with `hint`.
+pub fn training_loader(
+    ds: Arc<Dataset>,
+    indices: &[u32],
+    cfg: &RunConfig,
+    modalities: &[Modality],
+    views: usize,
+    what: &str,
+    hint: &str,
+) -> TrainerResult<Loader> {
+    let mut lc = LoaderConfig::new(modalities, cfg.train.batch_size);
+    lc.views = views;
     lc.drop_last = true;
     lc.seed = cfg.seed;
     lc.threads = cfg.data.threads;
@@ -142,7 +156,7 @@ pub fn pretrain_loader(
     let loader = Loader::new(ds, indices, lc)?;
     if loader.is_empty() {
         return Err(TrainerError::Config(format!(
-            "{} training samples make no full batch of {}",
+            "{} {what} no full batch of {}{hint}",
             indices.len(),
             cfg.train.batch_size
         )));

@@ -356,10 +356,7 @@ fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
 fn open_run(args: &RunArgs, command: &str) -> TrainerResult<(RunConfig, RunDir, bool)> {
     if let Some(dir) = &args.resume {
         let run = RunDir::open(dir)?;
-        let mut cfg = run.load_config()?;
-        if let Some(d) = &args.device {
-            cfg.device = d.clone();
-        }
+        let cfg = run.load_config_on(args.device.as_deref())?;
         return Ok((cfg, run, true));
     }
     let mut sets = args.sets.clone();
@@ -383,10 +380,7 @@ fn open_finetune(
 ) -> TrainerResult<(RunConfig, RunDir, commands::SupervisedStart, bool)> {
     if let Some(dir) = &args.resume {
         let run = RunDir::open(dir)?;
-        let mut cfg = run.load_config()?;
-        if let Some(d) = &args.device {
-            cfg.device = d.clone();
-        }
+        let cfg = run.load_config_on(args.device.as_deref())?;
         let start = commands::SupervisedStart::load(&run)?;
         return Ok((cfg, run, start, true));
     }

@@ -85,6 +85,16 @@ impl RunDir {
         RunConfig::load(&self.config_path())
     }
 
+    /// The saved configuration, with its device replaced by `device` when one is given (a
+    /// resumed or evaluated run may move to another device).
+    pub fn load_config_on(&self, device: Option<&str>) -> TrainerResult<RunConfig> {
+        let mut cfg = self.load_config()?;
+        if let Some(d) = device {
+            cfg.device = d.to_string();
+        }
+        Ok(cfg)
+    }
+
     /// Appends to `metrics.jsonl` (created if absent).
     pub fn metrics(&self) -> TrainerResult<Metrics> {
         let path = self.path.join("metrics.jsonl");

@@ -26,7 +26,7 @@ use engine::optim::Optimizer;
 use engine::Device;
 use models::data::degrade::Sensor;
 use models::data::format::Dataset;
-use models::data::loader::{Augmentations, Loader, LoaderConfig};
+use models::data::loader::Loader;
 use models::inputs::Inputs;
 use models::objective::supervised_loss;
 use models::rcmcl::Rcmcl;
@@ -98,21 +98,15 @@ pub fn supervised_loader(
     cfg: &RunConfig,
 ) -> TrainerResult<Loader> {
     let mods = data::modalities(&ds, false);
-    let mut lc = LoaderConfig::new(&mods, cfg.train.batch_size);
-    lc.views = 1;
-    lc.drop_last = true;
-    lc.seed = cfg.seed;
-    lc.threads = cfg.data.threads;
-    lc.augment = Some(Augmentations::default());
-    let loader = Loader::new(ds, indices, lc)?;
-    if loader.is_empty() {
-        return Err(TrainerError::Config(format!(
-            "{} labelled training samples make no full batch of {} (lower train.batch_size or raise the label fraction)",
-            indices.len(),
-            cfg.train.batch_size
-        )));
-    }
-    Ok(loader)
+    data::training_loader(
+        ds,
+        indices,
+        cfg,
+        &mods,
+        1,
+        "labelled training samples make",
+        " (lower train.batch_size or raise the label fraction)",
+    )
 }
 
 /// Trains `cfg`'s model with cross-entropy (`models::objective::supervised_loss`) on the
