@@ -230,6 +230,7 @@ fn child(args: &Args) -> Result<()> {
         bodies: 1,
         joints: 25,
         classes: 32,
+        rgb: true,
     };
     let store = ParamStore::with_seed(0).with_device(device);
     let model = Rcmcl::new(&store, &RcmclConfig::preset(preset, shape)?)?;

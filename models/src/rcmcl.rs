@@ -39,6 +39,9 @@ pub struct DataShape {
     /// Joints of the primary skeleton convention.
     pub joints: usize,
     pub classes: usize,
+    /// Whether the data has RGB video; without it (NTU RGB+D's masked depth alone) E_R is
+    /// depth-only.
+    pub rgb: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,9 +82,11 @@ impl RcmclConfig {
                 ))
             }
         };
+        let mut rgbd = RgbdEncoderConfig::preset(rgbd)?;
+        rgbd.rgb_stream = data.rgb;
         Ok(RcmclConfig {
             skeleton: SkeletonEncoderConfig::preset(skeleton)?,
-            rgbd: RgbdEncoderConfig::preset(rgbd)?,
+            rgbd,
             point: PointEncoderConfig::preset(point)?,
             proj_hidden,
             proj_dim: 128,
@@ -251,12 +256,12 @@ impl Rcmcl {
         inputs.batch_size()?;
         let _guard = self.is_frozen().then(NoGradGuard::new);
         let rgbd = match (&inputs.rgb, &inputs.depth) {
-            (Some(rgb), Some(depth)) => Some(self.rgbd.forward(rgb, depth)?),
+            (rgb, Some(depth)) => Some(self.rgbd.forward(rgb.as_ref(), depth)?),
             (None, None) => None,
-            _ => {
+            (Some(_), None) => {
                 return Err(Error::invalid(
                     "Rcmcl::encode",
-                    "the RGB-D encoder needs both rgb and depth (drop the sensor as a whole)",
+                    "the RGB-D encoder needs depth with rgb (drop the sensor as a whole)",
                 ))
             }
         };

@@ -21,6 +21,10 @@
 //! Both streams see the same `T` and their temporal strides must multiply to the same factor,
 //! so they end with the same `T'`; their image sizes may differ.
 //!
+//! Data without RGB video (NTU RGB+D as `trainer import-ntu` imports it: masked depth only)
+//! gets a depth-only encoder (`rgb_stream: false`): the same depth stream and a `fuse` layer
+//! over its channels alone.
+//!
 //! Parameter names under the encoder's path: `rgb.stem.conv.spatial.weight`,
 //! `rgb.stem.conv.bn.weight` (the batch norm between the spatial and temporal halves),
 //! `rgb.stem.conv.temporal.weight`, `rgb.stem.bn.weight`,
@@ -151,6 +155,9 @@ impl RgbdStreamConfig {
 pub struct RgbdEncoderConfig {
     pub rgb: RgbdStreamConfig,
     pub depth: RgbdStreamConfig,
+    /// Whether the encoder has its RGB stream; false builds a depth-only encoder for data
+    /// without RGB video (`rgb` is then unused).
+    pub rgb_stream: bool,
     /// `d`, the width of `Z_R` (256 in the paper).
     pub out_dim: usize,
 }
@@ -221,13 +228,14 @@ impl RgbdEncoderConfig {
         Ok(RgbdEncoderConfig {
             depth: rgb.clone(),
             rgb,
+            rgb_stream: true,
             out_dim: 256,
         })
     }
 
     /// The number of output time steps `T'` for `t` input frames.
     pub fn output_frames(&self, t: usize) -> usize {
-        t.div_ceil(self.rgb.temporal_factor())
+        t.div_ceil(self.depth.temporal_factor())
     }
 }
 
@@ -400,31 +408,41 @@ impl Stream {
 /// E_R: the two-stream (RGB, depth) (2+1)D residual CNN with late fusion; see the module
 /// documentation.
 pub struct RgbdEncoder {
-    rgb: Stream,
+    /// None in a depth-only encoder.
+    rgb: Option<Stream>,
     depth: Stream,
     fuse: Linear,
     cfg: RgbdEncoderConfig,
 }
 
 impl RgbdEncoder {
-    /// Builds the encoder with its parameters under `path` (`rgb.*`, `depth.*`, `fuse.*`).
-    /// Fails on a bad configuration, including streams whose temporal strides do not multiply
-    /// to the same factor (they could not be fused per time step).
+    /// Builds the encoder with its parameters under `path` (`rgb.*` unless depth-only,
+    /// `depth.*`, `fuse.*`). Fails on a bad configuration, including streams whose temporal
+    /// strides do not multiply to the same factor (they could not be fused per time step).
     pub fn new(path: &ParamPath, cfg: &RgbdEncoderConfig) -> Result<Self> {
-        cfg.rgb.validate("rgb")?;
         cfg.depth.validate("depth")?;
         if cfg.out_dim == 0 {
             return Err(invalid("out_dim must be positive"));
         }
-        let (fr, fd) = (cfg.rgb.temporal_factor(), cfg.depth.temporal_factor());
-        if fr != fd {
-            return Err(invalid(format!(
-                "the streams must end with the same number of time steps: the rgb stream's temporal strides multiply to {fr}, the depth stream's to {fd}"
-            )));
-        }
-        let rgb = Stream::new(&path.sub("rgb"), 3, &cfg.rgb)?;
+        let rgb = if cfg.rgb_stream {
+            cfg.rgb.validate("rgb")?;
+            let (fr, fd) = (cfg.rgb.temporal_factor(), cfg.depth.temporal_factor());
+            if fr != fd {
+                return Err(invalid(format!(
+                    "the streams must end with the same number of time steps: the rgb stream's temporal strides multiply to {fr}, the depth stream's to {fd}"
+                )));
+            }
+            Some(Stream::new(&path.sub("rgb"), 3, &cfg.rgb)?)
+        } else {
+            None
+        };
         let depth = Stream::new(&path.sub("depth"), 1, &cfg.depth)?;
-        let fused = cfg.rgb.out_channels() + cfg.depth.out_channels();
+        let rgb_channels = if cfg.rgb_stream {
+            cfg.rgb.out_channels()
+        } else {
+            0
+        };
+        let fused = rgb_channels + cfg.depth.out_channels();
         let fuse = Linear::new(&path.sub("fuse"), fused, cfg.out_dim, true)?;
         Ok(RgbdEncoder {
             rgb,
@@ -435,12 +453,30 @@ impl RgbdEncoder {
     }
 
     /// Encodes a clip: rgb `(B, T, 3, H, W)` in [0, 1] and depth `(B, T, 1, H', W')` in metres
-    /// (0 = hole), as the loader gives them; both are required, with the same `B` and `T`.
+    /// (0 = hole), as the loader gives them, with the same `B` and `T`. rgb is required by an
+    /// encoder with an RGB stream and refused by a depth-only one.
     /// Returns `per_time (B, T', d)` with `T' = ceil(T / temporal factor)` and `pooled (B, d)`,
     /// its mean over time.
-    pub fn forward(&self, rgb: &Tensor, depth: &Tensor) -> Result<EncoderOutput> {
-        let (r, d) = (rgb.dims(), depth.dims());
-        for (name, t, c) in [("rgb", rgb, 3), ("depth", depth, 1)] {
+    pub fn forward(&self, rgb: Option<&Tensor>, depth: &Tensor) -> Result<EncoderOutput> {
+        let rgb = match (&self.rgb, rgb) {
+            (Some(stream), Some(rgb)) => Some((stream, rgb)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(invalid(
+                    "this encoder has an RGB stream and needs rgb as well as depth (a model for data without RGB is built with rgb_stream: false)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "this encoder is depth-only (built for data without RGB) but was given rgb",
+                ))
+            }
+        };
+        let mut streams = vec![("depth", depth, 1)];
+        if let Some((_, rgb)) = rgb {
+            streams.insert(0, ("rgb", rgb, 3));
+        }
+        for (name, t, c) in streams {
             let dims = t.dims();
             if dims.len() != 5 || dims[2] != c {
                 return Err(shape_err(
@@ -462,20 +498,31 @@ impl RgbdEncoder {
                 )));
             }
         }
-        if r[0] != d[0] || r[1] != d[1] {
-            return Err(shape_err(
-                &[r, d],
-                format!(
-                    "rgb and depth must have the same batch size and number of frames: (B, T) = ({}, {}) vs ({}, {})",
-                    r[0], r[1], d[0], d[1]
-                ),
-            ));
+        let d = depth.dims();
+        // (B, T, C, H, W) -> (B, C, T, H, W), the layout Conv3d expects; each stream gives
+        // (B, C_s, T').
+        let mut parts = Vec::with_capacity(2);
+        if let Some((stream, rgb)) = rgb {
+            let r = rgb.dims();
+            if r[0] != d[0] || r[1] != d[1] {
+                return Err(shape_err(
+                    &[r, d],
+                    format!(
+                        "rgb and depth must have the same batch size and number of frames: (B, T) = ({}, {}) vs ({}, {})",
+                        r[0], r[1], d[0], d[1]
+                    ),
+                ));
+            }
+            parts.push(stream.forward(&rgb.permute(&[0, 2, 1, 3, 4])?)?);
         }
-        // (B, T, C, H, W) -> (B, C, T, H, W), the layout Conv3d expects.
-        let zr = self.rgb.forward(&rgb.permute(&[0, 2, 1, 3, 4])?)?;
-        let zd = self.depth.forward(&depth.permute(&[0, 2, 1, 3, 4])?)?;
+        parts.push(self.depth.forward(&depth.permute(&[0, 2, 1, 3, 4])?)?);
         // (B, C_rgb + C_depth, T') -> (B, T', C) -> (B, T', d).
-        let z = Tensor::concat(&[&zr, &zd], 1)?.permute(&[0, 2, 1])?;
+        let z = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::concat(&parts.iter().collect::<Vec<_>>(), 1)?
+        }
+        .permute(&[0, 2, 1])?;
         let per_time = self.fuse.forward(&z)?;
         let pooled = per_time.mean(&[1], false)?;
         Ok(EncoderOutput { pooled, per_time })

@@ -30,6 +30,7 @@ fn shape() -> DataShape {
         bodies: 1,
         joints: J,
         classes: CLASSES,
+        rgb: true,
     }
 }
 

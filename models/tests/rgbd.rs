@@ -30,6 +30,7 @@ fn micro() -> RgbdEncoderConfig {
             kernel: 3,
             mid: MidWidth::Out,
         },
+        rgb_stream: true,
         out_dim: 5,
     }
 }
@@ -74,8 +75,57 @@ fn gradient_wrt_inputs_f64() {
     };
     assert_gradients(
         "rgbd inputs",
-        |x| both(&enc.forward(&x[0], &x[1])?),
+        |x| both(&enc.forward(Some(&x[0]), &x[1])?),
         &[rgb, depth],
+        opts,
+    );
+}
+
+/// Data without RGB (NTU's masked depth): a depth-only encoder has no `rgb.*` parameter, a
+/// `fuse` over the depth channels alone, correct input gradients, and clear errors when rgb
+/// is given to it or withheld from a two-stream encoder.
+#[test]
+fn depth_only_encoder_for_data_without_rgb() {
+    let two = ParamStore::with_seed(3).with_dtype(DType::F64);
+    let both_streams = RgbdEncoder::new(&two.root(), &micro()).unwrap();
+    let cfg = RgbdEncoderConfig {
+        rgb_stream: false,
+        ..micro()
+    };
+    let one = store64(3);
+    let enc = RgbdEncoder::new(&one.root(), &cfg).unwrap();
+    let names: Vec<String> = one.params().into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().all(|n| !n.starts_with("rgb.")), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("depth.")), "{names:?}");
+    let count =
+        |s: &ParamStore| -> usize { s.params().iter().map(|(_, p)| p.shape().numel()).sum() };
+    let rgb_params: usize = two
+        .params()
+        .iter()
+        .filter(|(n, _)| n.starts_with("rgb."))
+        .map(|(_, p)| p.shape().numel())
+        .sum();
+    // fuse loses the rgb stream's output channels (4) times d (5).
+    assert_eq!(count(&one), count(&two) - rgb_params - 4 * 5);
+
+    let (rgb, depth) = inputs(2, 4, 6, 5, DType::F64, 31);
+    let out = enc.forward(None, &depth).unwrap();
+    assert_eq!(out.per_time.dims(), &[2, 2, 5]);
+    assert_eq!(out.pooled.dims(), &[2, 5]);
+    let e = enc.forward(Some(&rgb), &depth).unwrap_err().to_string();
+    assert!(e.contains("depth-only"), "{e}");
+    let e = both_streams.forward(None, &depth).unwrap_err().to_string();
+    assert!(e.contains("needs rgb"), "{e}");
+
+    let opts = GradCheck {
+        atol: 1e-6,
+        rtol: 1e-5,
+        ..GradCheck::default()
+    };
+    assert_gradients(
+        "depth-only rgbd input",
+        |x| both(&enc.forward(None, &x[0])?),
+        &[depth],
         opts,
     );
 }
@@ -94,14 +144,14 @@ fn gradient_wrt_parameters_f64() {
     let store = store64(5);
     let enc = RgbdEncoder::new(&store.root(), &micro()).unwrap();
     let (rgb, depth) = inputs(2, 4, 6, 5, DType::F64, 21);
-    let out = both(&enc.forward(&rgb, &depth).unwrap()).unwrap();
+    let out = both(&enc.forward(Some(&rgb), &depth).unwrap()).unwrap();
     let w =
         Tensor::rand_uniform(out.shape().clone(), 0.5, 1.5, 9, DType::F64, Device::Cpu).unwrap();
     store.zero_grad();
     out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
     let loss = || {
         no_grad(|| {
-            both(&enc.forward(&rgb, &depth)?)?
+            both(&enc.forward(Some(&rgb), &depth)?)?
                 .mul(&w)?
                 .sum_all()?
                 .item()
@@ -175,7 +225,7 @@ fn presets_shapes_and_sizes() {
         assert_eq!(enc.out_dim(), 256);
         assert_eq!(enc.config(), &cfg);
         let (rgb, depth) = inputs(b, t, hw, hw, DType::F32, 3);
-        let out = enc.forward(&rgb, &depth).unwrap();
+        let out = enc.forward(Some(&rgb), &depth).unwrap();
         let tp = enc.output_frames(t);
         assert_eq!(out.per_time.dims(), &[b, tp, 256], "{name}");
         assert_eq!(out.pooled.dims(), &[b, 256], "{name}");
@@ -220,7 +270,7 @@ fn pooled_is_mean_of_per_time() {
     let store = store64(8);
     let enc = RgbdEncoder::new(&store.root(), &micro()).unwrap();
     let (rgb, depth) = inputs(3, 5, 7, 6, DType::F64, 4);
-    let out = enc.forward(&rgb, &depth).unwrap();
+    let out = enc.forward(Some(&rgb), &depth).unwrap();
     assert_eq!(out.per_time.dims(), &[3, 3, 5]);
     let mean = out
         .per_time
@@ -277,14 +327,14 @@ fn train_and_eval_differ_only_through_batch_norm() {
     let store = store64(2);
     let enc = RgbdEncoder::new(&store.root(), &cfg).unwrap();
     let (rgb, depth) = inputs(2, 4, 6, 6, DType::F64, 6);
-    let train = both(&enc.forward(&rgb, &depth).unwrap())
+    let train = both(&enc.forward(Some(&rgb), &depth).unwrap())
         .unwrap()
         .to_f64_vec()
         .unwrap();
     // Train-mode outputs do not depend on the running statistics, so repeated passes move
     // them geometrically (momentum 0.1) to the batch mean and unbiased variance.
     for _ in 0..300 {
-        no_grad(|| enc.forward(&rgb, &depth)).unwrap();
+        no_grad(|| enc.forward(Some(&rgb), &depth)).unwrap();
     }
     let mut counts = bn_counts("rgb", &cfg.rgb, 2, 4, 6);
     counts.extend(bn_counts("depth", &cfg.depth, 2, 4, 6));
@@ -309,7 +359,7 @@ fn train_and_eval_differ_only_through_batch_norm() {
         "every batch norm accounted for"
     );
     store.set_training(false);
-    let eval = both(&enc.forward(&rgb, &depth).unwrap())
+    let eval = both(&enc.forward(Some(&rgb), &depth).unwrap())
         .unwrap()
         .to_f64_vec()
         .unwrap();
@@ -322,8 +372,8 @@ fn train_and_eval_differ_only_through_batch_norm() {
     // In eval mode a sample's features do not depend on the rest of the batch; in train mode
     // they do (batch statistics).
     let first = |t: &Tensor| t.narrow(0, 0, 1).unwrap();
-    let alone = both(&enc.forward(&first(&rgb), &first(&depth)).unwrap()).unwrap();
-    let in_batch = both(&enc.forward(&rgb, &depth).unwrap()).unwrap();
+    let alone = both(&enc.forward(Some(&first(&rgb)), &first(&depth)).unwrap()).unwrap();
+    let in_batch = both(&enc.forward(Some(&rgb), &depth).unwrap()).unwrap();
     let (a, b) = (
         alone.to_f64_vec().unwrap(),
         first(&in_batch).to_f64_vec().unwrap(),
@@ -333,9 +383,9 @@ fn train_and_eval_differ_only_through_batch_norm() {
     let (rgb2, depth2) = inputs(2, 4, 6, 6, DType::F64, 60);
     let r = Tensor::concat(&[&first(&rgb), &first(&rgb2)], 0).unwrap();
     let d = Tensor::concat(&[&first(&depth), &first(&depth2)], 0).unwrap();
-    let mixed = both(&enc.forward(&r, &d).unwrap()).unwrap();
+    let mixed = both(&enc.forward(Some(&r), &d).unwrap()).unwrap();
     let c = first(&mixed).to_f64_vec().unwrap();
-    let train_first = first(&both(&enc.forward(&rgb, &depth).unwrap()).unwrap())
+    let train_first = first(&both(&enc.forward(Some(&rgb), &depth).unwrap()).unwrap())
         .to_f64_vec()
         .unwrap();
     assert!(c
@@ -349,7 +399,7 @@ fn bad_inputs_are_errors() {
     let store = ParamStore::with_seed(0);
     let enc = RgbdEncoder::new(&store.root(), &micro()).unwrap();
     let (rgb, depth) = inputs(2, 4, 6, 6, DType::F32, 1);
-    assert!(enc.forward(&rgb, &depth).is_ok());
+    assert!(enc.forward(Some(&rgb), &depth).is_ok());
     let rand = |dims: &[usize]| {
         Tensor::rand_uniform(dims.to_vec(), 0.0, 1.0, 3, DType::F32, Device::Cpu).unwrap()
     };
@@ -374,14 +424,14 @@ fn bad_inputs_are_errors() {
         ),
     ];
     for (what, r, d) in cases {
-        let err = enc.forward(&r, &d);
+        let err = enc.forward(Some(&r), &d);
         assert!(err.is_err(), "{what}: expected an error");
         let msg = err.err().unwrap().to_string();
         assert!(msg.contains("RgbdEncoder"), "{what}: {msg}");
     }
     // Different image sizes per stream are fine (only B and T must agree).
     let (_, small_depth) = inputs(2, 4, 6, 4, DType::F32, 1);
-    assert!(enc.forward(&rgb, &small_depth).is_ok());
+    assert!(enc.forward(Some(&rgb), &small_depth).is_ok());
 }
 
 #[test]
@@ -421,7 +471,7 @@ fn deterministic_for_a_seed() {
         let enc =
             RgbdEncoder::new(&store.root(), &RgbdEncoderConfig::preset("tiny").unwrap()).unwrap();
         let (rgb, depth) = inputs(2, 8, 32, 32, DType::F32, 2);
-        enc.forward(&rgb, &depth)
+        enc.forward(Some(&rgb), &depth)
             .unwrap()
             .pooled
             .to_vec::<f32>()
@@ -447,7 +497,7 @@ fn time_fwd_bwd(name: &str, b: usize, t: usize, hw: usize, reps: usize) {
     let (rgb, depth) = inputs(b, t, hw, hw, DType::F32, 3);
     let step = || {
         store.zero_grad();
-        let out = enc.forward(&rgb, &depth).unwrap();
+        let out = enc.forward(Some(&rgb), &depth).unwrap();
         out.per_time
             .square()
             .unwrap()
@@ -545,7 +595,7 @@ fn tiny_learns_the_direction_of_motion() {
     let mut opt = AdamW::from_store(&store, AdamWConfig::new(3e-3).weight_decay(0.0)).unwrap();
     let (rgb, depth, labels) = moving_squares(16, 5);
     let loss_of = || {
-        head.forward(&enc.forward(&rgb, &depth)?.pooled)?
+        head.forward(&enc.forward(Some(&rgb), &depth)?.pooled)?
             .cross_entropy(&labels, engine::Reduction::Mean, 0.0)
     };
     let first = loss_of().unwrap().item().unwrap();
@@ -562,7 +612,7 @@ fn tiny_learns_the_direction_of_motion() {
     store.set_training(false);
     let (rgb, depth, labels) = moving_squares(16, 99);
     let logits = head
-        .forward(&enc.forward(&rgb, &depth).unwrap().pooled)
+        .forward(&enc.forward(Some(&rgb), &depth).unwrap().pooled)
         .unwrap();
     let pred = logits.argmax(1, false).unwrap().to_vec::<i64>().unwrap();
     let labels = labels.to_vec::<i64>().unwrap();

@@ -123,6 +123,7 @@ pub fn data_shape(ds: &Dataset) -> TrainerResult<DataShape> {
         bodies: dims[1],
         joints: dims[2],
         classes: ds.spec().classes.len(),
+        rgb: ds.spec().dims_of(Modality::Rgb).is_some(),
     })
 }
 

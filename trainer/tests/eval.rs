@@ -48,6 +48,7 @@ fn new_model() -> Rcmcl {
         bodies: 1,
         joints: 25,
         classes: 32,
+        rgb: true,
     };
     let cfg = RcmclConfig::preset("tiny", shape).unwrap();
     Rcmcl::new(&ParamStore::with_seed(3), &cfg).unwrap()
