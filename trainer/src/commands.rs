@@ -2,8 +2,9 @@
 //! the user sees at the end.
 
 use crate::config::RunConfig;
+use crate::data;
 use crate::error::{TrainerError, TrainerResult};
-use crate::eval::dropout_scenarios;
+use crate::eval::{applicable, dropout_scenarios};
 use crate::evaluate::{evaluate, Evaluation};
 use crate::pretrain::{pretrain as pretrain_loop, Ending, PretrainOutcome};
 use crate::progress::Output;
@@ -74,7 +75,7 @@ pub fn pretrain(
             &trained.dataset,
             cfg,
             &cfg.data.split,
-            &dropout_scenarios(),
+            &applicable(dropout_scenarios(), &data::sensors(&trained.dataset)),
             trained.device,
             out,
         )?;
@@ -341,7 +342,7 @@ pub fn supervised(
             &trained.dataset,
             cfg,
             &cfg.data.split,
-            &dropout_scenarios(),
+            &applicable(dropout_scenarios(), &data::sensors(&trained.dataset)),
             trained.device,
             out,
         )?;
@@ -401,8 +402,9 @@ pub fn robustness(
     let split = cfg.data.split.clone();
     let run = RunDir::create(runs_dir, None, "robustness", &cfg.preset)?;
     run.save_config(cfg)?;
-    let dropout = dropout_scenarios();
-    let corruption = corruption_scenarios();
+    let sensors = data::sensors(&ours.dataset);
+    let dropout = applicable(dropout_scenarios(), &sensors);
+    let corruption = applicable(corruption_scenarios(), &sensors);
     let all: Vec<_> = dropout.iter().chain(&corruption).cloned().collect();
     out.say("probing the model, then scoring it under every condition");
     let (e, _) = evaluate(
@@ -644,7 +646,8 @@ pub fn ablation(
 ) -> TrainerResult<ExitCode> {
     use models::ablation::{Ablation, Training};
     use models::rcmcl::FusionKind;
-    let scenarios: Vec<_> = dropout_scenarios()
+    let sensors = data::sensors(&*data::open_dataset(&cfg.data, out)?);
+    let scenarios: Vec<_> = applicable(dropout_scenarios(), &sensors)
         .into_iter()
         .filter(|s| s.degrade.is_none() || s.name == "R&P missing")
         .collect();

@@ -4,7 +4,7 @@
 use crate::config::{DataConfig, RunConfig};
 use crate::error::{TrainerError, TrainerResult};
 use crate::progress::Output;
-use models::data::degrade::Degradations;
+use models::data::degrade::{Degradations, Sensor};
 use models::data::format::{Dataset, Verify};
 use models::data::loader::{Augmentations, Loader, LoaderConfig};
 use models::data::synthetic::{write_dataset, SynthConfig};
@@ -107,6 +107,15 @@ pub fn modalities(ds: &Dataset, multi_view: bool) -> Vec<Modality> {
     }
     want.into_iter()
         .filter(|&m| ds.spec().dims_of(m).is_some())
+        .collect()
+}
+
+/// The sensors the dataset has data for, in `Sensor::ALL` order.
+pub fn sensors(ds: &Dataset) -> Vec<Sensor> {
+    let mods = modalities(ds, false);
+    Sensor::ALL
+        .into_iter()
+        .filter(|&s| mods.iter().any(|&m| Sensor::of(m) == s))
         .collect()
 }
 

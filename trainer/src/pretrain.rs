@@ -17,7 +17,7 @@ use crate::setup;
 use engine::optim::{clip_grad_norm, grad_norm, LrSchedule, Optimizer};
 use engine::{Device, Tensor};
 use models::data::format::Dataset;
-use models::inputs::Inputs;
+use models::inputs::{sensor_name, Inputs};
 use models::objective::Pretrainer;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -75,6 +75,7 @@ pub fn pretrain(
     let ds = data::open_dataset(&cfg.data, out)?;
     let (train, _) = data::split_indices(&ds, &cfg.data)?;
     let shape = data::data_shape(&ds)?;
+    check_sensors(&ds, cfg)?;
     let model = setup::build_model(cfg, shape, device)?;
     let store = model.store().clone();
     let num_params = store.num_params();
@@ -225,6 +226,21 @@ pub fn pretrain(
         dataset: ds,
         device,
     })
+}
+
+/// L_CM contrasts sensors with each other and L_FUSION drops some of them, so both need data
+/// with at least two sensors; an error that says what to do otherwise.
+fn check_sensors(ds: &Dataset, cfg: &RunConfig) -> TrainerResult<()> {
+    let sensors: Vec<&str> = data::sensors(ds).into_iter().map(sensor_name).collect();
+    let o = &cfg.objective;
+    if sensors.len() < 2 && (o.cm > 0.0 || o.fusion > 0.0) {
+        return Err(TrainerError::Config(format!(
+            "the dataset at {} has one sensor ({}); L_CM and L_FUSION need two. Import NTU with --depth for depth and points, or pre-train that sensor alone with --set objective.cm=0 --set objective.fusion=0",
+            ds.dir().display(),
+            sensors.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The learning rate of `cfg.train` over epochs of `steps_per_epoch` steps: a linear warm-up

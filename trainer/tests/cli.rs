@@ -645,6 +645,8 @@ fn ntu_files_import_and_pretrain_end_to_end() {
     // 16 cross-subject training samples: two batches of 8.
     assert_eq!(v["total_steps"], 2);
     let run = w.join(run_dir_of(&o));
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(report.contains("| R&P missing |"), "{report}");
     let o = trainer(w, &["--json", "probe", "--run"], &[&run]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -658,6 +660,46 @@ fn ntu_files_import_and_pretrain_end_to_end() {
         let top1 = s["probe_test_top1"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&top1), "{s}");
     }
+
+    // Skeletons alone (no --depth): one sensor, so no cross-modal pairs to contrast.
+    let mut cmd = command(
+        w,
+        &["import-ntu", "--frames", "8", "--skeletons"],
+        &[&skeletons],
+    );
+    let o = cmd.args(["--out", "skeletons-only"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let skeleton_only = |extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "pretrain",
+            "--preset",
+            "tiny",
+            "--set",
+            "data.dir=\"skeletons-only\"",
+            "--set",
+            "train.batch_size=8",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "probe.epochs=2",
+        ];
+        args.extend(extra);
+        trainer(w, &args, &[])
+    };
+    fails_with(
+        &skeleton_only(&[]),
+        &["one sensor (skeleton)", "--depth", "objective.cm=0"],
+    );
+    // As the message says: the skeleton alone, with L_IM and L_deg.
+    let o = skeleton_only(&["--set", "objective.cm=0", "--set", "objective.fusion=0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // No sensor-dropout rows: dropping the only sensor leaves nothing to score.
+    let report = std::fs::read_to_string(w.join(run_dir_of(&o)).join("report.md")).unwrap();
+    assert!(
+        report.contains("| all |") && !report.contains("missing |"),
+        "{report}"
+    );
 
     // Importing again over it is refused unless asked.
     let mut cmd = command(w, &["import-ntu", "--skeletons"], &[&skeletons]);

@@ -21,4 +21,4 @@ pub use features::{extract_features, Features};
 pub use knn::{knn_predict, knn_top1, KNN_DEFAULT_K, KNN_DEFAULT_T};
 pub use metrics::{average_rdp, average_rgs, dataset_labels, label_subset, rdp, rgs, top1};
 pub use probe::{feature_stats, linear_probe, ProbeConfig, ProbeResult};
-pub use robustness::{corruption_scenarios, dropout_scenarios, Scenario};
+pub use robustness::{applicable, corruption_scenarios, dropout_scenarios, Scenario};

@@ -76,6 +76,22 @@ impl Scenario {
             .collect()
     }
 
+    /// Whether the scenario means something on data with `sensors`: a dropout must remove at
+    /// least one of them and leave at least one; joint noise needs the skeleton, sparsity the
+    /// points.
+    pub fn applies_to(&self, sensors: &[Sensor]) -> bool {
+        let Some(g) = &self.degrade else {
+            return true;
+        };
+        let missing = self.missing();
+        if !missing.is_empty() {
+            let left = sensors.iter().filter(|s| !missing.contains(s)).count();
+            return left > 0 && left < sensors.len();
+        }
+        (g.joint_noise.is_none() || sensors.contains(&Sensor::Skeleton))
+            && (g.point_sparsity.is_none() || sensors.contains(&Sensor::Points))
+    }
+
     /// `base` (an evaluation loader's config) with this scenario's degradations.
     pub fn loader_config(&self, base: &LoaderConfig) -> LoaderConfig {
         LoaderConfig {
@@ -107,6 +123,16 @@ pub fn corruption_scenarios() -> Vec<Scenario> {
         .collect();
     v.extend([0.3, 0.5, 0.7].into_iter().map(Scenario::point_sparsity));
     v
+}
+
+/// The scenarios of `scenarios` that apply to data with `sensors` (see
+/// [`Scenario::applies_to`]): on NTU skeletons and depth, every one; on skeletons alone, none
+/// of the dropouts.
+pub fn applicable(scenarios: Vec<Scenario>, sensors: &[Sensor]) -> Vec<Scenario> {
+    scenarios
+        .into_iter()
+        .filter(|s| s.applies_to(sensors))
+        .collect()
 }
 
 #[cfg(test)]
@@ -149,6 +175,39 @@ mod tests {
                 g.check(&Modality::ALL).unwrap();
             }
         }
+        let names = |v: Vec<Scenario>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+        let all = || d.iter().chain(&c).cloned().collect::<Vec<_>>();
+        assert_eq!(applicable(all(), &Sensor::ALL).len(), 11);
+        assert_eq!(
+            names(applicable(all(), &[Sensor::Skeleton, Sensor::Points])),
+            [
+                "all",
+                "S missing",
+                "P missing",
+                "R&P missing",
+                "SJN 0.05",
+                "SJN 0.10",
+                "SJN 0.15",
+                "PCS 30%",
+                "PCS 50%",
+                "PCS 70%"
+            ]
+        );
+        assert_eq!(
+            names(applicable(all(), &[Sensor::Skeleton])),
+            ["all", "SJN 0.05", "SJN 0.10", "SJN 0.15"]
+        );
+        assert_eq!(
+            names(applicable(all(), &[Sensor::Rgbd, Sensor::Points])),
+            [
+                "all",
+                "R missing",
+                "P missing",
+                "PCS 30%",
+                "PCS 50%",
+                "PCS 70%"
+            ]
+        );
         let base = LoaderConfig::new(&[Modality::Skeleton], 4);
         assert_eq!(c[0].loader_config(&base).degrade, c[0].degrade);
         assert_eq!(c[0].loader_config(&base).batch_size, 4);
