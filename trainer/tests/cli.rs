@@ -131,40 +131,36 @@ fn pretrain_writes_everything_it_promises() {
     );
 }
 
-#[test]
-fn a_run_killed_mid_epoch_resumes_to_the_same_losses() {
+/// Runs `args` (a training command writing into the run directory `whole`) to the end, then
+/// again into `killed`, SIGKILLed once `kill_after` steps are logged, then `resume_args` plus
+/// that directory; the resumed run's per-step losses must equal the uninterrupted run's bit
+/// for bit. `args` holds the literal "RUN" where the run directory goes.
+fn assert_killed_run_resumes(args: &[&str], resume_args: &[&str], steps: usize, kill_after: usize) {
     let work = tempfile::tempdir().unwrap();
-    // 3 epochs of 4 steps, a checkpoint every 2 steps, every step logged.
-    let settings = [
-        "--set",
-        "train.epochs=3",
-        "--set",
-        "train.checkpoint_every=2",
-        "--set",
-        "train.log_every=1",
-    ];
-    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "whole"]);
-    args.extend(settings);
-    let o = trainer(work.path(), &args, &[]);
+    let w = work.path();
+    let with_dir = |dir: &'static str| -> Vec<&str> {
+        args.iter()
+            .map(|&a| if a == "RUN" { dir } else { a })
+            .collect()
+    };
+    let o = trainer(w, &with_dir("whole"), &[]);
     assert!(o.status.success(), "{}", text(&o));
-    let whole = losses(&work.path().join("whole"));
-    assert_eq!(whole.len(), 12);
+    let whole = losses(&w.join("whole"));
+    assert_eq!(whole.len(), steps);
 
-    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "killed"]);
-    args.extend(settings);
-    let mut child = command(work.path(), &args, &[])
+    let mut child = command(w, &with_dir("killed"), &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let run = work.path().join("killed");
+    let run = w.join("killed");
     let began = Instant::now();
-    // Kill it (SIGKILL: no chance to clean up) once it is past step 5, mid-epoch 2.
+    // Kill it (SIGKILL: no chance to clean up) once it is past `kill_after` steps.
     loop {
         let done = std::fs::read_to_string(run.join("metrics.jsonl"))
             .map(|t| t.lines().count())
             .unwrap_or(0);
-        if done >= 5 {
+        if done >= kill_after {
             break;
         }
         assert!(
@@ -180,12 +176,12 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_losses() {
     child.kill().unwrap();
     child.wait().unwrap();
     let before = losses(&run);
-    assert!(before.len() < 12, "killed before the end");
+    assert!(before.len() < steps, "killed before the end");
 
-    let o = trainer(work.path(), &["--quiet", "pretrain", "--resume"], &[&run]);
+    let o = trainer(w, resume_args, &[&run]);
     assert!(o.status.success(), "{}", text(&o));
     let resumed = losses(&run);
-    assert_eq!(resumed.len(), 12);
+    assert_eq!(resumed.len(), steps);
     for (step, want) in &whole {
         assert_eq!(
             resumed[step].to_bits(),
@@ -194,6 +190,50 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_losses() {
             resumed[step]
         );
     }
+}
+
+/// Every step logged, a checkpoint every 2 steps.
+const RESUMABLE: [&str; 4] = [
+    "--set",
+    "train.checkpoint_every=2",
+    "--set",
+    "train.log_every=1",
+];
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_losses() {
+    // 3 epochs of 4 steps, killed past step 5, mid-epoch 2.
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "RUN"]);
+    args.extend(RESUMABLE);
+    args.extend(["--set", "train.epochs=3"]);
+    assert_killed_run_resumes(&args, &["--quiet", "pretrain", "--resume"], 12, 5);
+}
+
+#[test]
+fn a_killed_finetuning_run_resumes_to_the_same_losses() {
+    // The model to fine-tune: one quick epoch of pre-training, kept for both runs.
+    let source = tempfile::tempdir().unwrap();
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "pre"]);
+    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=2"]);
+    let o = trainer(source.path(), &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let from = source.path().join("pre");
+    let from = from.to_str().unwrap();
+    // 50 % of the 32 training samples: 2 steps an epoch, 4 epochs, killed past step 3.
+    let mut args = vec![
+        "--quiet",
+        "finetune",
+        "--label-fraction",
+        "50",
+        "--run-dir",
+        "RUN",
+        "--from",
+        from,
+        "--set",
+        "train.epochs=4",
+    ];
+    args.extend(RESUMABLE);
+    assert_killed_run_resumes(&args, &["--quiet", "finetune", "--resume"], 8, 3);
 }
 
 fn fails_with(o: &Output, needles: &[&str]) {
