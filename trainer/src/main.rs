@@ -78,8 +78,16 @@ enum Command {
     /// Self-supervised pre-training with L_total = L_CM + 0.5 L_IM + 0.2 L_deg + 0.5 L_FUSION.
     Pretrain(RunArgs),
     /// The supervised fusion baseline: the same encoders with average fusion, trained with
-    /// labels only (cross-entropy on Z_fusion); needed for RGS.
-    Supervised(RunArgs),
+    /// labels only (cross-entropy on Z_fusion); needed for RGS. With --label-fraction, the
+    /// from-scratch reference for `finetune` on the same labels.
+    Supervised {
+        #[command(flatten)]
+        args: RunArgs,
+        /// Percent of the training split's labels to train on (the same class-stratified,
+        /// seeded subset `finetune --label-fraction` uses).
+        #[arg(long, default_value_t = 100.0)]
+        label_fraction: f64,
+    },
     /// End-to-end fine-tuning of a pre-trained run with cross-entropy, on a labelled fraction
     /// of the training split (the semi-supervised protocols of papers 002 and 004).
     Finetune(FinetuneArgs),
@@ -260,16 +268,20 @@ fn run(command: Command, out: Output) -> TrainerResult<ExitCode> {
             let outcome = commands::pretrain(&cfg, &run, resume, out, &stop)?;
             Ok(outcome)
         }
-        Command::Supervised(mut args) => {
+        Command::Supervised {
+            mut args,
+            label_fraction,
+        } => {
             // The baseline fuses by averaging unless the user says otherwise.
             args.sets.insert(0, "model.fusion=average".into());
+            let label_fraction = check_label_fraction(label_fraction)?;
             let (cfg, run, resume) = open_run(&args, "supervised")?;
             let start = if resume {
                 commands::SupervisedStart::load(&run)?
             } else {
                 let s = commands::SupervisedStart {
                     init: None,
-                    label_fraction: 1.0,
+                    label_fraction,
                 };
                 s.save(&run)?;
                 s
@@ -374,6 +386,16 @@ fn open_run(args: &RunArgs, command: &str) -> TrainerResult<(RunConfig, RunDir, 
     Ok((cfg, run, false))
 }
 
+/// `--label-fraction` (a percentage in (0, 100]) as a fraction in (0, 1].
+fn check_label_fraction(percent: f64) -> TrainerResult<f64> {
+    if !(percent > 0.0 && percent <= 100.0) {
+        return Err(TrainerError::Config(format!(
+            "--label-fraction is a percentage in (0, 100], got {percent}"
+        )));
+    }
+    Ok(percent / 100.0)
+}
+
 /// The configuration, run directory and start of a fine-tuning run (new or resumed).
 fn open_finetune(
     args: &FinetuneArgs,
@@ -389,12 +411,7 @@ fn open_finetune(
         .as_ref()
         .expect("clap requires --from without --resume");
     let source = RunDir::open(from)?;
-    if !(args.label_fraction > 0.0 && args.label_fraction <= 100.0) {
-        return Err(TrainerError::Config(format!(
-            "--label-fraction is a percentage in (0, 100], got {}",
-            args.label_fraction
-        )));
-    }
+    let label_fraction = check_label_fraction(args.label_fraction)?;
     let mut sets = args.sets.clone();
     if let Some(d) = &args.device {
         sets.push(format!("device=\"{d}\""));
@@ -409,7 +426,7 @@ fn open_finetune(
     run.save_config(&cfg)?;
     let start = commands::SupervisedStart {
         init: Some(source.checkpoint_path()),
-        label_fraction: args.label_fraction / 100.0,
+        label_fraction,
     };
     start.save(&run)?;
     Ok((cfg, run, start, false))

@@ -372,6 +372,25 @@ fn the_evaluation_commands_run_end_to_end() {
     assert!(cfg.contains("fusion = \"average\""), "{cfg}");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["accuracy"].as_array().unwrap().len(), 5);
+    // The from-scratch reference for fine-tuning on half the labels.
+    let mut args = quick(&[
+        "--quiet",
+        "supervised",
+        "--label-fraction",
+        "50",
+        "--run-dir",
+        "sup50",
+    ]);
+    args.extend(one_epoch);
+    let o = trainer(w, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let report = std::fs::read_to_string(w.join("sup50/report.md")).unwrap();
+    assert!(
+        report.contains("labelled fraction | 50 % (16 samples)"),
+        "{report}"
+    );
+    let o = trainer(w, &["supervised", "--label-fraction", "120"], &[]);
+    fails_with(&o, &["label-fraction", "120"]);
 
     // Fine-tuning half the labels from the pre-trained run.
     let o = trainer(
