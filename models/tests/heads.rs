@@ -2,9 +2,9 @@
 //! computation written with engine ops, f64 gradient checks w.r.t. inputs and parameters,
 //! shapes, parameter names, presets and errors.
 
-use engine::gradcheck::{assert_gradients, GradCheck};
+use engine::gradcheck::{assert_gradients, assert_parameter_gradients, GradCheck};
 use engine::nn::{ParamPath, ParamStore};
-use engine::{no_grad, CpuStorage, DType, Device, Result, Storage, Tensor};
+use engine::{DType, Device, Result, Tensor};
 use models::heads::{Classifier, DecoderConfig, ProjectionHead, SkeletonDecoder};
 
 fn store64(seed: u64) -> ParamStore {
@@ -33,68 +33,12 @@ fn names(store: &ParamStore) -> Vec<String> {
     store.params().into_iter().map(|(n, _)| n).collect()
 }
 
-fn set_value(t: &Tensor, i: usize, v: f64) {
-    match &mut *t.storage_mut() {
-        Storage::Cpu(CpuStorage::F64(x)) => x[i] = v,
-        _ => panic!("f64 CPU parameters expected"),
+/// The parameter checks: default tolerances, the weight on the output seeded 11.
+fn param_check() -> GradCheck {
+    GradCheck {
+        seed: 11,
+        ..GradCheck::default()
     }
-}
-
-/// Central finite differences of `sum(f() * w)` (fixed random `w`) with respect to every
-/// element of every parameter tensor in `params`, perturbed in place, against autograd.
-fn check_param_gradients(name: &str, params: &[Tensor], f: impl Fn() -> Result<Tensor>) {
-    let opts = GradCheck::default();
-    for p in params {
-        p.zero_grad();
-    }
-    let out = f().unwrap();
-    let w =
-        Tensor::rand_uniform(out.shape().clone(), 0.5, 1.5, 11, DType::F64, Device::Cpu).unwrap();
-    out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
-    let loss = || {
-        no_grad(|| {
-            f().unwrap()
-                .mul(&w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .item()
-                .unwrap()
-        })
-    };
-    let mut checked = 0;
-    for (k, p) in params.iter().enumerate() {
-        let analytic = p
-            .grad()
-            .map(|g| values(&g))
-            .unwrap_or_else(|| vec![0.0; p.numel()]);
-        let base = values(p);
-        for i in 0..p.numel() {
-            set_value(p, i, base[i] + opts.eps);
-            let plus = loss();
-            set_value(p, i, base[i] - opts.eps);
-            let minus = loss();
-            set_value(p, i, base[i]);
-            let numeric = (plus - minus) / (2.0 * opts.eps);
-            let err = (analytic[i] - numeric).abs();
-            assert!(
-                err <= opts.atol + opts.rtol * numeric.abs(),
-                "{name}: parameter {k} element {i}: analytic {} vs numeric {numeric}",
-                analytic[i]
-            );
-            checked += 1;
-        }
-    }
-    assert!(checked > 0, "{name}: no parameter checked");
-}
-
-fn params_under(store: &ParamStore, prefix: &str) -> Vec<Tensor> {
-    store
-        .params()
-        .into_iter()
-        .filter(|(n, _)| n.starts_with(prefix))
-        .map(|(_, t)| t)
-        .collect()
 }
 
 fn head(path: &ParamPath) -> ProjectionHead {
@@ -179,10 +123,11 @@ fn head_gradients_in_training_mode() {
         std::slice::from_ref(&z),
         GradCheck::default(),
     );
-    check_param_gradients(
+    assert_parameter_gradients(
         "projection head (parameters)",
-        &store.param_tensors(),
+        &store.params(),
         || both(&z),
+        param_check(),
     );
 }
 
@@ -263,9 +208,12 @@ fn decoder_gradients() {
         std::slice::from_ref(&z),
         GradCheck::default(),
     );
-    check_param_gradients("decoder (parameters)", &store.param_tensors(), || {
-        d.forward(&z)
-    });
+    assert_parameter_gradients(
+        "decoder (parameters)",
+        &store.params(),
+        || d.forward(&z),
+        param_check(),
+    );
 }
 
 #[test]
@@ -310,10 +258,12 @@ fn classifier_is_linear() {
         std::slice::from_ref(&z),
         GradCheck::default(),
     );
-    check_param_gradients(
+    // The store holds the classifier alone (its names are checked above).
+    assert_parameter_gradients(
         "classifier (parameters)",
-        &params_under(&store, "classifier"),
+        &store.params(),
         || c.forward(&z),
+        param_check(),
     );
     assert!(c.forward(&rand64(&[2, 5], 13)).is_err());
     assert!(c.forward(&rand64(&[4], 13)).is_err());

@@ -3,10 +3,10 @@
 //! parameter names, errors, and that the presets' radii give real neighbourhoods on the
 //! synthetic data. `timing` (ignored) measures the presets.
 
-use engine::gradcheck::{check_gradients, GradCheck};
+use engine::gradcheck::{assert_parameter_gradients, check_gradients, GradCheck};
 use engine::nn::ParamStore;
 use engine::ops::pointnet::{ball_query, farthest_point_sample, group_points};
-use engine::{no_grad, CpuStorage, DType, Device, Storage, Tensor};
+use engine::{no_grad, DType, Device, Tensor};
 use models::data::synthetic::{generate_sample, SynthConfig};
 use models::data::{ArrayData, Modality};
 use models::point::{PointEncoder, PointEncoderConfig, SetAbstractionConfig};
@@ -79,15 +79,6 @@ fn gradient_wrt_points() {
     assert_eq!(report.checked, 2 * 3 * 7 * 3);
 }
 
-/// Sets element `i` of an f64 CPU parameter in place.
-fn set(p: &Tensor, i: usize, value: f64) {
-    let mut s = p.storage_mut();
-    match &mut *s {
-        Storage::Cpu(CpuStorage::F64(v)) => v[i] = value,
-        _ => panic!("expected an f64 CPU parameter"),
-    }
-}
-
 /// Central differences on every element of every parameter (through the parameters' own
 /// storage, since the model holds them) against the autograd gradient of
 /// `sum(out * w)`, for a fixed random `w`.
@@ -96,41 +87,19 @@ fn gradient_wrt_every_parameter() {
     let store = store64(12);
     let enc = PointEncoder::new(&store.sub("encoder").sub("point"), &micro()).unwrap();
     let x = clip([2, 3, 7, 3], 6, DType::F64);
-    let out = both(&enc, &x).unwrap();
-    let w =
-        Tensor::rand_uniform(out.dims().to_vec(), 0.5, 1.5, 3, DType::F64, Device::Cpu).unwrap();
-    let loss = || both(&enc, &x).unwrap().mul(&w).unwrap().sum_all().unwrap();
-    store.zero_grad();
-    loss().backward().unwrap();
-    let eps = 1e-6;
-    let mut checked = 0;
-    let mut worst = (0.0f64, String::new());
-    for (name, p) in store.params() {
-        let analytic = p
-            .grad()
-            .map(|g| g.to_f64_vec().unwrap())
-            .unwrap_or_else(|| vec![0.0; p.numel()]);
-        let values = p.to_f64_vec().unwrap();
-        for (i, &v) in values.iter().enumerate() {
-            set(&p, i, v + eps);
-            let plus = no_grad(|| loss().item().unwrap());
-            set(&p, i, v - eps);
-            let minus = no_grad(|| loss().item().unwrap());
-            set(&p, i, v);
-            let numeric = (plus - minus) / (2.0 * eps);
-            let ratio = (analytic[i] - numeric).abs() / (1e-7 + 1e-5 * numeric.abs());
-            if ratio > worst.0 || ratio.is_nan() {
-                worst = (
-                    ratio,
-                    format!("{name}[{i}]: analytic {} numeric {numeric}", analytic[i]),
-                );
-            }
-            checked += 1;
-        }
-    }
-    assert!(worst.0 <= 1.0, "worst ratio {}: {}", worst.0, worst.1);
+    // sum(out * w), w uniform in [0.5, 1.5] seeded 3.
+    let opts = GradCheck {
+        seed: 3,
+        ..GradCheck::default()
+    };
+    let report = assert_parameter_gradients(
+        "point encoder (every parameter)",
+        &store.params(),
+        || both(&enc, &x),
+        opts,
+    );
     // Every kind of parameter the brief names was among them.
-    let names: Vec<String> = store.params().into_iter().map(|(n, _)| n).collect();
+    let names = &report.names;
     for n in [
         "encoder.point.sa1.mlp.0.conv.weight",
         "encoder.point.sa2.mlp.1.bn.weight",
@@ -149,7 +118,7 @@ fn gradient_wrt_every_parameter() {
             "no parameter {n} in {names:?}"
         );
     }
-    assert_eq!(checked, store.num_params());
+    assert_eq!(report.checked, store.num_params());
 }
 
 #[test]

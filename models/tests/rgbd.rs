@@ -2,7 +2,7 @@
 //! pooling, train/eval, errors. Timings: `cargo test --release -p models --test rgbd -- --ignored
 //! --nocapture` (set RAYON_NUM_THREADS=1 for one core).
 
-use engine::gradcheck::{assert_gradients, GradCheck};
+use engine::gradcheck::{assert_gradients, assert_parameter_gradients, GradCheck};
 use engine::nn::ParamStore;
 use engine::{no_grad, CpuStorage, DType, Device, Storage, Tensor};
 use models::rgbd::{MidWidth, RgbdEncoder, RgbdEncoderConfig, RgbdStreamConfig, RGBD_PRESETS};
@@ -144,47 +144,25 @@ fn gradient_wrt_parameters_f64() {
     let store = store64(5);
     let enc = RgbdEncoder::new(&store.root(), &micro()).unwrap();
     let (rgb, depth) = inputs(2, 4, 6, 5, DType::F64, 21);
-    let out = both(&enc.forward(Some(&rgb), &depth).unwrap()).unwrap();
-    let w =
-        Tensor::rand_uniform(out.shape().clone(), 0.5, 1.5, 9, DType::F64, Device::Cpu).unwrap();
-    store.zero_grad();
-    out.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
-    let loss = || {
-        no_grad(|| {
-            both(&enc.forward(Some(&rgb), &depth)?)?
-                .mul(&w)?
-                .sum_all()?
-                .item()
-        })
-        .unwrap()
+    // sum(out * w), w uniform in [0.5, 1.5] seeded 9.
+    let opts = GradCheck {
+        eps: 1e-6,
+        atol: 1e-6,
+        rtol: 1e-5,
+        seed: 9,
     };
-    let eps = 1e-6;
-    let mut checked = 0;
-    let mut names = Vec::new();
-    for (name, p) in store.params() {
-        names.push(name.clone());
-        let grad = p
-            .grad()
-            .unwrap_or_else(|| panic!("{name} has no gradient"))
-            .to_f64_vec()
-            .unwrap();
-        let values = p.to_f64_vec().unwrap();
-        for (i, &x) in values.iter().enumerate() {
-            set_elem(&p, i, x + eps);
-            let plus = loss();
-            set_elem(&p, i, x - eps);
-            let minus = loss();
-            set_elem(&p, i, x);
-            let numeric = (plus - minus) / (2.0 * eps);
-            let err = (grad[i] - numeric).abs();
-            assert!(
-                err <= 1e-6 + 1e-5 * numeric.abs(),
-                "{name}[{i}]: analytic {} vs numeric {numeric}",
-                grad[i]
-            );
-            checked += 1;
-        }
-    }
+    let report = assert_parameter_gradients(
+        "rgbd encoder (every parameter)",
+        &store.params(),
+        || both(&enc.forward(Some(&rgb), &depth)?),
+        opts,
+    );
+    assert!(
+        report.without_grad.is_empty(),
+        "no gradient: {:?}",
+        report.without_grad
+    );
+    let (names, checked) = (&report.names, report.checked);
     assert_eq!(checked, store.num_params());
     // Every kind of layer took part.
     for n in [

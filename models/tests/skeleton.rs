@@ -2,9 +2,9 @@
 //! layouts' edges, gradient checks (input and every parameter), multi-format padding and
 //! masking, shapes and errors.
 
-use engine::gradcheck::{assert_gradients, GradCheck};
+use engine::gradcheck::{assert_gradients, check_parameter_gradients_strided, GradCheck};
 use engine::nn::ParamStore;
-use engine::{no_grad, CpuStorage, DType, Device, Storage, Tensor};
+use engine::{CpuStorage, DType, Device, Storage, Tensor};
 use models::data::layouts::{SkeletonLayout, BODY15, COCO17, KINECT25};
 use models::data::Modality;
 use models::skeleton::{SkeletonEncoder, SkeletonEncoderConfig, SkeletonGraph};
@@ -331,59 +331,31 @@ fn gradient_check_wrt_every_parameter() {
         SkeletonEncoder::new(&store.sub("enc"), &small_config(vec![Modality::Skeleton15])).unwrap();
     randomise_graph_and_bn(&store, 6);
     let x = randn(&[2, 5, 2, 15, 3], 22, DType::F64);
-    let w = Tensor::rand_uniform(vec![2, 3, 5], 0.5, 1.5, 3, DType::F64, CPU).unwrap();
-    let loss = || -> f64 {
-        no_grad(|| {
-            let out = enc.forward(&x, Modality::Skeleton15).unwrap();
-            out.per_time
-                .mul(&w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .item()
-                .unwrap()
-        })
+    // sum(per_time * w), w uniform in [0.5, 1.5] seeded 3.
+    let opts = GradCheck {
+        eps: 1e-6,
+        atol: 1e-6,
+        rtol: 1e-5,
+        seed: 3,
     };
-    store.zero_grad();
-    let out = enc.forward(&x, Modality::Skeleton15).unwrap();
-    out.per_time
-        .mul(&w)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
-
-    let eps = 1e-6;
-    let mut checked = 0;
-    let mut seen = Vec::new();
-    for (name, p) in store.params() {
-        let analytic = p
-            .grad()
-            .map(|g| g.to_vec::<f64>().unwrap())
-            .unwrap_or_else(|| vec![0.0; p.numel()]);
+    let report = check_parameter_gradients_strided(
+        &store.params(),
+        || Ok(enc.forward(&x, Modality::Skeleton15)?.per_time),
+        opts,
         // Every element of the graph terms and of small tensors; an even spread of 60 of the
         // larger ones.
-        let n = p.numel();
-        let graph_term = name.contains("edge_importance") || name.contains("adaptive");
-        let step = if graph_term { 1 } else { n.div_ceil(60).max(1) };
-        for i in (0..n).step_by(step) {
-            write_f64(&p, |k, v| if k == i { v + eps } else { v });
-            let plus = loss();
-            write_f64(&p, |k, v| if k == i { v - 2.0 * eps } else { v });
-            let minus = loss();
-            write_f64(&p, |k, v| if k == i { v + eps } else { v });
-            let numeric = (plus - minus) / (2.0 * eps);
-            let err = (analytic[i] - numeric).abs();
-            assert!(
-                err <= 1e-6 + 1e-5 * numeric.abs(),
-                "{name}[{i}]: analytic {} numeric {numeric}",
-                analytic[i]
-            );
-            checked += 1;
-        }
-        seen.push(name);
-    }
+        |name, n| {
+            let graph_term = name.contains("edge_importance") || name.contains("adaptive");
+            if graph_term {
+                1
+            } else {
+                n.div_ceil(60).max(1)
+            }
+        },
+    )
+    .unwrap();
+    report.assert_passed("skeleton encoder (every parameter)");
+    let (seen, checked) = (&report.names, report.checked);
     for must in [
         "enc.data_bn_skeleton15.weight",
         "enc.block0.gcn.weight",
