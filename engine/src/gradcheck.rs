@@ -127,12 +127,7 @@ pub fn check_gradients(
             let minus = loss_at(&values)?;
             values[k][i] = x;
             let numeric = (plus - minus) / (2.0 * opts.eps);
-            let err = (analytic[i] - numeric).abs();
-            let ratio = if err.is_nan() {
-                f64::INFINITY
-            } else {
-                err / (opts.atol + opts.rtol * numeric.abs())
-            };
+            let ratio = error_ratio(analytic[i], numeric, &opts);
             report.checked += 1;
             if ratio > report.worst_ratio || report.worst.is_none() {
                 report.worst_ratio = report.worst_ratio.max(ratio);
@@ -146,6 +141,19 @@ pub fn check_gradients(
         }
     }
     Ok(report)
+}
+
+/// |analytic - numeric| in units of the tolerance `atol + rtol |numeric|`: at most 1 passes; a
+/// NaN on either side is infinitely wrong, and an exact match passes even with zero tolerance.
+fn error_ratio(analytic: f64, numeric: f64, opts: &GradCheck) -> f64 {
+    let err = (analytic - numeric).abs();
+    if err.is_nan() {
+        f64::INFINITY
+    } else if err == 0.0 {
+        0.0
+    } else {
+        err / (opts.atol + opts.rtol * numeric.abs())
+    }
 }
 
 /// Panics with the worst mismatch when the gradients disagree (for tests).
@@ -306,14 +314,7 @@ pub fn check_parameter_gradients_strided(
             let minus = value();
             write_elem(p, i, x);
             let numeric = (plus? - minus?) / (2.0 * opts.eps);
-            let err = (analytic[i] - numeric).abs();
-            let ratio = if err.is_nan() {
-                f64::INFINITY
-            } else if err == 0.0 {
-                0.0
-            } else {
-                err / (opts.atol + opts.rtol * numeric.abs())
-            };
+            let ratio = error_ratio(analytic[i], numeric, &opts);
             report.checked += 1;
             if ratio > report.worst_ratio || report.worst.is_none() {
                 report.worst_ratio = report.worst_ratio.max(ratio);

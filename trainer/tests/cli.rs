@@ -70,6 +70,15 @@ fn quick<'a>(before: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
+/// One quick epoch of pre-training into `cwd/dir` (a model for the commands that read one).
+fn pretrain_quickly(cwd: &Path, dir: &str) -> PathBuf {
+    let mut args = quick(&["--quiet", "pretrain", "--run-dir", dir]);
+    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=2"]);
+    let o = trainer(cwd, &args, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    cwd.join(dir)
+}
+
 fn run_dir_of(o: &Output) -> PathBuf {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("--json output is one JSON object ({e}): {}", text(o)));
@@ -213,11 +222,7 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_losses() {
 fn a_killed_finetuning_run_resumes_to_the_same_losses() {
     // The model to fine-tune: one quick epoch of pre-training, kept for both runs.
     let source = tempfile::tempdir().unwrap();
-    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "pre"]);
-    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=2"]);
-    let o = trainer(source.path(), &args, &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    let from = source.path().join("pre");
+    let from = pretrain_quickly(source.path(), "pre");
     let from = from.to_str().unwrap();
     // 50 % of the 32 training samples: 2 steps an epoch, 4 epochs, killed past step 3.
     let mut args = vec![
@@ -326,10 +331,7 @@ fn cuda_present() -> bool {
 fn probe_reports_both_splits() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "src"]);
-    args.extend(["--set", "train.epochs=1", "--set", "probe.epochs=2"]);
-    let o = trainer(w, &args, &[]);
-    assert!(o.status.success(), "{}", text(&o));
+    pretrain_quickly(w, "src");
     let o = trainer(w, &["--json", "probe", "--run"], &[&w.join("src")]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -358,10 +360,7 @@ fn the_evaluation_commands_run_end_to_end() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let one_epoch = ["--set", "train.epochs=1", "--set", "probe.epochs=2"];
-    let mut args = quick(&["--quiet", "pretrain", "--run-dir", "pre"]);
-    args.extend(one_epoch);
-    let o = trainer(w, &args, &[]);
-    assert!(o.status.success(), "{}", text(&o));
+    pretrain_quickly(w, "pre");
 
     // The supervised baseline: average fusion unless told otherwise.
     let mut args = quick(&["--json", "supervised", "--run-dir", "sup"]);
