@@ -56,6 +56,10 @@ pub fn save_state(
     model_preset: &str,
     extra: &[(&str, String)],
 ) -> TrainerResult<()> {
+    // Made here, not with the run directory, so commands that never train leave none.
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| TrainerError::io(dir, e))?;
+    }
     let mut tensors = store.state_tensors();
     tensors.extend(opt.state_tensors());
     let mut meta = BTreeMap::new();

@@ -42,8 +42,7 @@ impl RunDir {
                 p
             }
         };
-        std::fs::create_dir_all(path.join("checkpoints"))
-            .map_err(|e| TrainerError::io(&path, e))?;
+        std::fs::create_dir_all(&path).map_err(|e| TrainerError::io(&path, e))?;
         Ok(RunDir { path })
     }
 

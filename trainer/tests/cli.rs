@@ -441,6 +441,8 @@ fn the_evaluation_commands_run_end_to_end() {
     for f in ["noise.png", "noise.svg", "sparsity.png", "sparsity.svg"] {
         assert!(dir.join(f).is_file(), "{f}");
     }
+    // Nothing is trained there, so no empty checkpoints folder either.
+    assert!(!dir.join("checkpoints").exists());
 
     // Embeddings and figures.
     let o = trainer(w, &["--quiet", "embed", "--run"], &[&w.join("pre")]);
