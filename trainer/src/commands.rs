@@ -4,12 +4,13 @@
 use crate::config::RunConfig;
 use crate::data;
 use crate::error::{TrainerError, TrainerResult};
-use crate::eval::{applicable, dropout_scenarios};
+use crate::eval::{applicable, dropout_scenarios, Scenario};
 use crate::evaluate::{evaluate, Evaluation};
 use crate::pretrain::{pretrain as pretrain_loop, Ending, PretrainOutcome};
 use crate::progress::Output;
 use crate::run_dir::RunDir;
 use models::data::degrade::Sensor;
+use models::data::format::Dataset;
 use models::data::ntu::{import_dir, NtuImportConfig, NtuVersion};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,6 +53,11 @@ pub fn import_ntu(
     Ok(s)
 }
 
+/// Paper 000 Table II's sensor-dropout conditions that apply to the sensors of `ds`.
+fn dropout_scenarios_for(ds: &Dataset) -> Vec<Scenario> {
+    applicable(dropout_scenarios(), &data::sensors(ds))
+}
+
 /// `trainer pretrain`: the loop, then the report.
 pub fn pretrain(
     cfg: &RunConfig,
@@ -75,7 +81,7 @@ pub fn pretrain(
             &trained.dataset,
             cfg,
             &cfg.data.split,
-            &applicable(dropout_scenarios(), &data::sensors(&trained.dataset)),
+            &dropout_scenarios_for(&trained.dataset),
             trained.device,
             out,
         )?;
@@ -342,7 +348,7 @@ pub fn supervised(
             &trained.dataset,
             cfg,
             &cfg.data.split,
-            &applicable(dropout_scenarios(), &data::sensors(&trained.dataset)),
+            &dropout_scenarios_for(&trained.dataset),
             trained.device,
             out,
         )?;
@@ -646,8 +652,7 @@ pub fn ablation(
 ) -> TrainerResult<ExitCode> {
     use models::ablation::{Ablation, Training};
     use models::rcmcl::FusionKind;
-    let sensors = data::sensors(&*data::open_dataset(&cfg.data, out)?);
-    let scenarios: Vec<_> = applicable(dropout_scenarios(), &sensors)
+    let scenarios: Vec<_> = dropout_scenarios_for(&*data::open_dataset(&cfg.data, out)?)
         .into_iter()
         .filter(|s| s.degrade.is_none() || s.name == "R&P missing")
         .collect();

@@ -643,33 +643,18 @@ fn ntu_files_import_and_pretrain_end_to_end() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let (skeletons, depth) = write_ntu(w, 6);
-    let o = trainer(
-        w,
-        &[
-            "import-ntu",
-            "--version",
-            "60",
-            "--frames",
-            "8",
-            "--skeletons",
-        ],
-        &[&skeletons],
-    );
+    let import = [
+        "import-ntu",
+        "--version",
+        "60",
+        "--frames",
+        "8",
+        "--skeletons",
+    ];
+    let o = trainer(w, &import, &[&skeletons]);
     // --out is required: the error says so instead of importing somewhere unexpected.
     fails_with(&o, &["--out"]);
-    let mut cmd = command(
-        w,
-        &[
-            "import-ntu",
-            "--version",
-            "60",
-            "--frames",
-            "8",
-            "--skeletons",
-        ],
-        &[&skeletons],
-    );
-    let o = cmd
+    let o = command(w, &import, &[&skeletons])
         .arg("--depth")
         .arg(&depth)
         .args(["--out", "ntu60"])
@@ -680,25 +665,24 @@ fn ntu_files_import_and_pretrain_end_to_end() {
     assert!(said.contains("imported 32 samples"), "{}", text(&o));
     assert!(w.join("ntu60/header.json").is_file());
 
-    // Pre-training and the probe on the imported data (skeletons, depth and points; no RGB).
-    let o = trainer(
-        w,
-        &[
-            "--json",
-            "pretrain",
-            "--preset",
-            "tiny",
-            "--set",
-            "data.dir=\"ntu60\"",
+    // One quick epoch of pre-training on an imported dataset, with `extra` settings.
+    let pretrain_on = |data_dir: &str, extra: &[&str]| {
+        let dir = format!("data.dir=\"{data_dir}\"");
+        let mut args = vec!["--json", "pretrain", "--preset", "tiny", "--set", &dir];
+        args.extend([
             "--set",
             "train.batch_size=8",
             "--set",
             "train.epochs=1",
             "--set",
             "probe.epochs=2",
-        ],
-        &[],
-    );
+        ]);
+        args.extend(extra);
+        trainer(w, &args, &[])
+    };
+
+    // Pre-training and the probe on the imported data (skeletons, depth and points; no RGB).
+    let o = pretrain_on("ntu60", &[]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["finished"], true);
@@ -729,24 +713,7 @@ fn ntu_files_import_and_pretrain_end_to_end() {
     );
     let o = cmd.args(["--out", "skeletons-only"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let skeleton_only = |extra: &[&str]| {
-        let mut args = vec![
-            "--json",
-            "pretrain",
-            "--preset",
-            "tiny",
-            "--set",
-            "data.dir=\"skeletons-only\"",
-            "--set",
-            "train.batch_size=8",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "probe.epochs=2",
-        ];
-        args.extend(extra);
-        trainer(w, &args, &[])
-    };
+    let skeleton_only = |extra: &[&str]| pretrain_on("skeletons-only", extra);
     fails_with(
         &skeleton_only(&[]),
         &["one sensor (skeleton)", "--depth", "objective.cm=0"],
